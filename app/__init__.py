@@ -1,0 +1,1 @@
+"""Inboxdesk: configuration, database, domain services, the REST API and the CLI."""

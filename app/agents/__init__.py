@@ -1,0 +1,1 @@
+"""Agents (people answering tickets), their teams and their API tokens."""

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.agents.models import Role
+
+
+class AgentCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: str = Field(min_length=3, max_length=320)
+    name: str = Field(min_length=1, max_length=200)
+    role: Role = Role.AGENT
+    timezone: str = Field(default="UTC", max_length=64)
+
+
+class AgentUpdate(BaseModel):
+    """Agents may change their own name, time zone and signature; role and activity are admins'."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    timezone: str | None = Field(default=None, max_length=64)
+    signature: str | None = Field(default=None, max_length=5000)
+    role: Role | None = None
+    is_active: bool | None = None
+
+
+class AgentRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    email: str
+    name: str
+    role: Role
+    timezone: str
+    signature: str | None
+    is_active: bool
+    away: bool
+    created_at: datetime
+
+
+class AgentBrief(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    email: str
+    name: str
+
+
+class TokenCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(default="default", min_length=1, max_length=100)
+
+
+class TokenRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class TokenIssued(TokenRead):
+    """The only time the token itself is shown: it is stored hashed."""
+
+    token: str

@@ -1,0 +1,51 @@
+"""One settings object for the whole installation, read from ``INBOXDESK_*`` variables.
+
+Settings are built on first use (``get_settings()``), never at import time, so tests and the CLI can
+set the environment first and nothing reads a half-configured process.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="INBOXDESK_", extra="ignore")
+
+    data_dir: Path = Path(".inboxdesk")
+    # Empty means SQLite in the data dir (see ``database_url_resolved``).
+    database_url: str = ""
+    # Unset: Google's servers. Set: e.g. the local emulator at http://127.0.0.1:8025/.
+    gmail_api_url: str | None = None
+    secret_key: SecretStr | None = None
+    public_url: str = "http://127.0.0.1:8000"
+    addon_service_account: str | None = None
+    oauth_client_id: str | None = None
+    log_level: str = "INFO"
+    # SQL statements logged at DEBUG only: they may carry customer data.
+    echo_sql: bool = False
+
+    @field_validator("database_url")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        return value.strip()
+
+    @property
+    def database_url_resolved(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'inboxdesk.db').resolve()}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (after the environment changed: tests, ``inboxdesk demo``)."""
+    get_settings.cache_clear()

@@ -1,0 +1,1 @@
+"""Support mailboxes (support@, billing@ …) connected to Gmail."""

@@ -1,0 +1,42 @@
+"""The web application: REST API v1 (and, with later issues, the add-on endpoints)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from app.agents.routes import router as agents_router
+from app.api.errors import install_error_handlers
+from app.api.timing import ServerTimingMiddleware
+from app.customers.routes import router as customers_router
+from app.db.session import Database, get_database
+from app.mailboxes.routes import router as mailboxes_router
+from app.tickets.routes import router as tickets_router
+
+API_DESCRIPTION = """\
+Inboxdesk's REST API. Authenticate with an agent's API token: `Authorization: Bearer ibx_…`
+(`inboxdesk agent add EMAIL --name N --role R --token` prints one).
+
+Errors are `{"error": {"code": "...", "message": "..."}}`: 401/403 auth, 404 unknown ids,
+409 stale `version` or a status change the machine forbids, 422 invalid input.
+"""
+
+
+def create_app(database: Database | None = None) -> FastAPI:
+    app = FastAPI(
+        title="Inboxdesk",
+        version="0.1.0",
+        description=API_DESCRIPTION,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.database = database or get_database()
+    install_error_handlers(app)
+    app.add_middleware(ServerTimingMiddleware)
+    for router in (tickets_router, customers_router, agents_router, mailboxes_router):
+        app.include_router(router)
+
+    @app.get("/healthz", tags=["meta"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

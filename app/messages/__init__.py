@@ -1,0 +1,1 @@
+"""Messages: every Gmail message that belongs to a ticket."""

@@ -1,0 +1,1 @@
+"""The outbox: mail we owe a customer, written with the ticket and sent exactly once."""

@@ -1,0 +1,1 @@
+"""Customer satisfaction ratings (CSAT) of resolved tickets."""

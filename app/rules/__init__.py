@@ -1,0 +1,1 @@
+"""Triage rules: ordered conditions and actions per mailbox."""

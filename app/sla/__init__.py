@@ -1,0 +1,1 @@
+"""Service levels: business calendars and SLA policies."""

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db.base import Base, TimestampMixin
+
+# 24 calendar hours: the longest a customer should wait for a first answer.
+DEFAULT_FIRST_RESPONSE_CEILING_MINUTES = 24 * 60
+
+
+class BusinessCalendar(TimestampMixin, Base):
+    __tablename__ = "business_calendars"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")  # IANA name
+    # {"mon": [["09:00", "13:00"], ["14:00", "18:00"]], ...}
+    weekly_hours: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    holiday_country: Mapped[str | None] = mapped_column(String(8))  # for the `holidays` package
+    custom_holidays: Mapped[list[str]] = mapped_column(JSON, default=list)  # ISO dates
+
+
+class SlaPolicy(TimestampMixin, Base):
+    __tablename__ = "sla_policies"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    priority: Mapped[str] = mapped_column(String(16))
+    segment: Mapped[str | None] = mapped_column(String(32))
+    mailbox_id: Mapped[int | None] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"))
+    calendar_id: Mapped[int | None] = mapped_column(
+        ForeignKey("business_calendars.id", ondelete="SET NULL")
+    )
+    first_response_minutes: Mapped[int]
+    resolution_minutes: Mapped[int]
+    first_response_ceiling_minutes: Mapped[int | None] = mapped_column(
+        default=DEFAULT_FIRST_RESPONSE_CEILING_MINUTES
+    )

@@ -1,0 +1,1 @@
+"""Tickets: numbering, the status machine, assignment, tags, notes and the event log."""

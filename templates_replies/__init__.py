@@ -1,0 +1,1 @@
+"""Reply templates: storage now; sandboxed rendering, variables and suggestions come next."""
