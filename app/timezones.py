@@ -11,5 +11,8 @@ def check_timezone(name: str) -> str:
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValidationFailed(f"unknown time zone {name!r}: use an IANA name such as Europe/Moscow") from exc
+        raise ValidationFailed(
+            f"unknown time zone {name!r}: use an IANA name such as Europe/Moscow",
+            code="unknown_timezone",
+        ) from exc
     return name

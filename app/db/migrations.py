@@ -21,9 +21,13 @@ def alembic_config(connection: Connection | None = None, url: str | None = None)
     return config
 
 
-def upgrade(connection: Connection | None = None, *, url: str | None = None, revision: str = "head") -> None:
+def upgrade(
+    connection: Connection | None = None, *, url: str | None = None, revision: str = "head"
+) -> None:
     command.upgrade(alembic_config(connection, url), revision)
 
 
-def downgrade(connection: Connection | None = None, *, url: str | None = None, revision: str = "base") -> None:
+def downgrade(
+    connection: Connection | None = None, *, url: str | None = None, revision: str = "base"
+) -> None:
     command.downgrade(alembic_config(connection, url), revision)
