@@ -64,10 +64,10 @@ def agent_add(
     try:
         with get_database().unit_of_work() as session:
             agent = service.create_agent(session, email=email, name=name, role=role)
-            typer.echo(f"agent {agent.email} ({agent.role.value}) created with id {agent.id}")
             issued = service.issue_token(session, agent=agent, name="cli")[1] if token else None
     except AppError as exc:
         raise _fail(exc.message) from exc
+    typer.echo(f"agent {agent.email} ({agent.role.value}) created with id {agent.id}")
     if issued:
         typer.echo("API token (shown once, store it now):")
         typer.echo(issued)

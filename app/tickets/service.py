@@ -264,11 +264,13 @@ def update_ticket(
 
     # Always UPDATE the ticket row, even for a tags-only change, so its version moves.
     ticket.updated_at = utcnow()
+    number = ticket.number  # a failed flush expires the instance: read it first
     try:
         session.flush()
     except StaleDataError as exc:
+        # Someone committed between our read and our UPDATE … WHERE version = ?.
         raise VersionConflict(
-            f"ticket #{ticket.number} was changed by someone else meanwhile; reload and retry"
+            f"ticket #{number} was changed by someone else meanwhile; reload and retry"
         ) from exc
     for field, old, new in changes:
         record_event(session, ticket_id=ticket.id, actor=actor, field=field, old=old, new=new)
