@@ -15,9 +15,7 @@ def normalize_email(address: str) -> str:
     """
     try:
         # test_environment admits the reserved `.test` domain (RFC 2606) used by demos and tests.
-        result = validate_email(
-            address.strip(), check_deliverability=False, test_environment=True
-        )
+        result = validate_email(address.strip(), check_deliverability=False, test_environment=True)
     except EmailNotValidError as exc:
         raise ValidationFailed(f"invalid e-mail address {address!r}: {exc}") from exc
     return result.normalized.lower()

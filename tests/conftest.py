@@ -1,4 +1,4 @@
-"""Test fixtures: a database built by ``alembic upgrade head``, one rolled-back transaction per test.
+"""Test fixtures: a database built by ``alembic upgrade head``; one rolled-back transaction a test.
 
 ``INBOXDESK_TEST_DATABASE_URL`` selects the database (``make test`` runs the suite on SQLite and
 then on a throwaway PostgreSQL); unset, a SQLite file in a temporary directory is used.
@@ -159,7 +159,9 @@ def _make_caller(database: Database) -> MakeCaller:
     def make(role: Role = Role.AGENT, email: str | None = None, name: str = "Test Agent") -> Caller:
         with database.unit_of_work() as s:
             agent = agents.create_agent(
-                s, email=email or f"{role.value}-{uuid.uuid4().hex[:8]}@team.test", name=name,
+                s,
+                email=email or f"{role.value}-{uuid.uuid4().hex[:8]}@team.test",
+                name=name,
                 role=role,
             )
             _, token = agents.issue_token(s, agent=agent)
@@ -212,7 +214,10 @@ def live_server(committed_db: Database) -> Iterator[LiveServer]:
     """The real app under a real uvicorn on 127.0.0.1, on a database that really commits."""
     port = free_port()
     config = uvicorn.Config(
-        create_app(committed_db), host="127.0.0.1", port=port, log_level="warning",
+        create_app(committed_db),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
         access_log=False,
     )
     server = uvicorn.Server(config)

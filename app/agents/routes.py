@@ -12,7 +12,7 @@ from app.agents.schemas import (
     TokenIssued,
     TokenRead,
 )
-from app.api.deps import AdminAgent, CurrentAgent, SessionDep
+from app.api.deps import AdminAgent, CurrentAgent, RowId, SessionDep
 from app.errors import Forbidden
 
 router = APIRouter(prefix="/api/v1/agents", tags=["agents"])
@@ -42,13 +42,13 @@ def create_agent(body: AgentCreate, session: SessionDep, _admin: AdminAgent) -> 
 
 
 @router.get("/{agent_id}", response_model=AgentRead)
-def get_agent(agent_id: int, session: SessionDep, _agent: CurrentAgent) -> AgentRead:
+def get_agent(agent_id: RowId, session: SessionDep, _agent: CurrentAgent) -> AgentRead:
     return AgentRead.model_validate(service.get_agent(session, agent_id))
 
 
 @router.patch("/{agent_id}", response_model=AgentRead)
 def update_agent(
-    agent_id: int, body: AgentUpdate, session: SessionDep, caller: CurrentAgent
+    agent_id: RowId, body: AgentUpdate, session: SessionDep, caller: CurrentAgent
 ) -> AgentRead:
     agent = service.update_agent(
         session,
@@ -64,7 +64,7 @@ def update_agent(
 
 
 @router.get("/{agent_id}/tokens", response_model=list[TokenRead])
-def list_tokens(agent_id: int, session: SessionDep, caller: CurrentAgent) -> list[TokenRead]:
+def list_tokens(agent_id: RowId, session: SessionDep, caller: CurrentAgent) -> list[TokenRead]:
     _self_or_admin(caller, agent_id)
     service.get_agent(session, agent_id)
     return [TokenRead.model_validate(t) for t in service.list_tokens(session, agent_id=agent_id)]
@@ -72,16 +72,20 @@ def list_tokens(agent_id: int, session: SessionDep, caller: CurrentAgent) -> lis
 
 @router.post("/{agent_id}/tokens", response_model=TokenIssued, status_code=status.HTTP_201_CREATED)
 def issue_token(
-    agent_id: int, body: TokenCreate, session: SessionDep, caller: CurrentAgent
+    agent_id: RowId, body: TokenCreate, session: SessionDep, caller: CurrentAgent
 ) -> TokenIssued:
     _self_or_admin(caller, agent_id)
     row, token = service.issue_token(
         session, agent=service.get_agent(session, agent_id), name=body.name
     )
-    return TokenIssued.model_validate({**TokenRead.model_validate(row).model_dump(), "token": token})
+    return TokenIssued.model_validate(
+        {**TokenRead.model_validate(row).model_dump(), "token": token}
+    )
 
 
 @router.delete("/{agent_id}/tokens/{token_id}", status_code=status.HTTP_204_NO_CONTENT)
-def revoke_token(agent_id: int, token_id: int, session: SessionDep, caller: CurrentAgent) -> None:
+def revoke_token(
+    agent_id: RowId, token_id: RowId, session: SessionDep, caller: CurrentAgent
+) -> None:
     _self_or_admin(caller, agent_id)
     service.revoke_token(session, agent_id=agent_id, token_id=token_id)

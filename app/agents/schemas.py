@@ -5,13 +5,14 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.agents.models import Role
+from app.api.validation import NO_NUL
 
 
 class AgentCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     email: str = Field(min_length=3, max_length=320)
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200, pattern=NO_NUL)
     role: Role = Role.AGENT
     timezone: str = Field(default="UTC", max_length=64)
 
@@ -21,9 +22,9 @@ class AgentUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: str | None = Field(default=None, min_length=1, max_length=200, pattern=NO_NUL)
     timezone: str | None = Field(default=None, max_length=64)
-    signature: str | None = Field(default=None, max_length=5000)
+    signature: str | None = Field(default=None, max_length=5000, pattern=NO_NUL)
     role: Role | None = None
     is_active: bool | None = None
 
@@ -53,7 +54,7 @@ class AgentBrief(BaseModel):
 class TokenCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(default="default", min_length=1, max_length=100)
+    name: str = Field(default="default", min_length=1, max_length=100, pattern=NO_NUL)
 
 
 class TokenRead(BaseModel):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
@@ -15,6 +15,11 @@ from app.agents.service import authenticate
 from app.db.session import Database
 from app.errors import Forbidden, Unauthorized
 from app.tickets.events import Actor
+
+# Primary keys are INTEGER columns. A larger id names no row and must not reach the database:
+# SQLite overflows beyond 64 bits and PostgreSQL refuses it for an integer column (both a 500).
+MAX_ID = 2**31 - 1
+RowId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 def get_database(request: Request) -> Database:
@@ -38,7 +43,9 @@ def get_session(request: Request) -> Iterator[Session]:
 # rather than a success the database then forgot.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
-_bearer = HTTPBearer(auto_error=False, description="An agent's API token: `Authorization: Bearer ibx_…`")
+_bearer = HTTPBearer(
+    auto_error=False, description="An agent's API token: `Authorization: Bearer ibx_…`"
+)
 
 
 def current_agent(

@@ -4,7 +4,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from app.api.deps import CurrentAgent, SessionDep
+from app.api.deps import CurrentAgent, RowId, SessionDep
+from app.api.validation import NO_NUL
 from app.customers import service
 from app.customers.schemas import CustomerPage, CustomerRead, CustomerUpdate, CustomerUpsert
 
@@ -15,14 +16,15 @@ router = APIRouter(prefix="/api/v1/customers", tags=["customers"])
 def list_customers(
     session: SessionDep,
     _agent: CurrentAgent,
-    q: Annotated[str | None, Query(max_length=200, description="text in address or name")] = None,
-    segment: Annotated[str | None, Query(max_length=32)] = None,
+    q: Annotated[
+        str | None,
+        Query(max_length=200, pattern=NO_NUL, description="text in address or name"),
+    ] = None,
+    segment: Annotated[str | None, Query(max_length=32, pattern=NO_NUL)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> CustomerPage:
-    items, total = service.list_customers(
-        session, q=q, segment=segment, limit=limit, offset=offset
-    )
+    items, total = service.list_customers(session, q=q, segment=segment, limit=limit, offset=offset)
     return CustomerPage(
         items=[CustomerRead.model_validate(c) for c in items],
         total=total,
@@ -49,13 +51,13 @@ def upsert_customer(
 
 
 @router.get("/{customer_id}", response_model=CustomerRead)
-def get_customer(customer_id: int, session: SessionDep, _agent: CurrentAgent) -> CustomerRead:
+def get_customer(customer_id: RowId, session: SessionDep, _agent: CurrentAgent) -> CustomerRead:
     return CustomerRead.model_validate(service.get_customer(session, customer_id))
 
 
 @router.patch("/{customer_id}", response_model=CustomerRead)
 def update_customer(
-    customer_id: int, body: CustomerUpdate, session: SessionDep, _agent: CurrentAgent
+    customer_id: RowId, body: CustomerUpdate, session: SessionDep, _agent: CurrentAgent
 ) -> CustomerRead:
     customer = service.update_customer(
         session,

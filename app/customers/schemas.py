@@ -4,12 +4,14 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.api.validation import NO_NUL
+
 
 class CustomerUpsert(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     email: str = Field(min_length=3, max_length=320)
-    name: str | None = Field(default=None, max_length=200)
+    name: str | None = Field(default=None, max_length=200, pattern=NO_NUL)
     segment: str | None = Field(default=None, pattern=r"^[a-z0-9_\-]{1,32}$")
     timezone: str | None = Field(default=None, max_length=64)
 
@@ -17,7 +19,7 @@ class CustomerUpsert(BaseModel):
 class CustomerUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, max_length=200)
+    name: str | None = Field(default=None, max_length=200, pattern=NO_NUL)
     segment: str | None = Field(default=None, pattern=r"^[a-z0-9_\-]{1,32}$")
     timezone: str | None = Field(default=None, max_length=64)
 

@@ -40,8 +40,14 @@ def upsert_customer(
     }
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(Customer).values(**values).on_conflict_do_nothing(index_elements=["email"])
-    created = session.execute(stmt).rowcount == 1
+    stmt = (
+        insert(Customer)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["email"])
+        .returning(Customer.id)
+    )
+    # RETURNING, not rowcount: psycopg reports -1 rows for INSERT … ON CONFLICT.
+    created = session.execute(stmt).scalar_one_or_none() is not None
     customer = session.execute(select(Customer).where(Customer.email == address)).scalar_one()
     if not created:
         # A later, better-informed sighting fills in what we did not know; it never blanks data.
@@ -78,9 +84,14 @@ def list_customers(
 ) -> tuple[list[Customer], int]:
     stmt = select(Customer)
     if q:
-        pattern = f"%{q.lower()}%"
+        # As in the ticket list: `%`/`_` typed by a user are literal, not wildcards.
+        escaped = q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        pattern = f"%{escaped}%"
         stmt = stmt.where(
-            or_(Customer.email.like(pattern), func.lower(Customer.name).like(pattern))
+            or_(
+                Customer.email.like(pattern, escape="\\"),
+                func.lower(Customer.name).like(pattern, escape="\\"),
+            )
         )
     if segment:
         stmt = stmt.where(Customer.segment == segment)

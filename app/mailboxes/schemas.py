@@ -4,6 +4,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.api.validation import NO_NUL
 from app.mailboxes.models import MailboxAuthKind, MailboxState
 
 
@@ -11,7 +12,7 @@ class MailboxCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     email: str = Field(min_length=3, max_length=320)
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200, pattern=NO_NUL)
     language: str = Field(default="en", pattern=r"^[a-z]{2}$")
 
 

@@ -7,6 +7,8 @@ from app.emails import normalize_email
 from app.errors import AlreadyExists, NotFound, ValidationFailed
 from app.mailboxes.models import Mailbox, MailboxAuthKind
 
+_MAX_ID = 2**31 - 1  # mailboxes.id is an INTEGER
+
 
 def create_mailbox(
     session: Session,
@@ -40,7 +42,11 @@ def get_mailbox(session: Session, mailbox_id: int) -> Mailbox:
 
 def resolve_mailbox(session: Session, ref: str) -> Mailbox:
     """A mailbox named by id or address in a request; unknown → 422 naming the reference."""
-    mailbox = session.get(Mailbox, int(ref)) if ref.isdigit() else find_mailbox(session, ref)
+    if ref.isascii() and ref.isdigit():  # not "²", which isdigit() but int() refuses
+        # An id beyond the INTEGER key range names no mailbox (and would overflow the query).
+        mailbox = session.get(Mailbox, int(ref)) if int(ref) <= _MAX_ID else None
+    else:
+        mailbox = find_mailbox(session, ref)
     if mailbox is None:
         raise ValidationFailed(f"unknown mailbox {ref!r}", code="unknown_mailbox")
     return mailbox

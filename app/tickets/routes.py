@@ -5,7 +5,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from app.agents.service import find_agent
-from app.api.deps import CurrentActor, CurrentAgent, SessionDep
+from app.api.deps import CurrentActor, CurrentAgent, RowId, SessionDep
+from app.api.validation import NO_NUL
 from app.errors import NotFound
 from app.mailboxes.service import resolve_mailbox
 from app.tickets import service
@@ -34,9 +35,11 @@ def list_tickets(
     ] = None,
     priority: Annotated[list[Priority] | None, Query()] = None,
     mailbox: Annotated[str | None, Query(description="id or address", max_length=320)] = None,
-    tag: Annotated[str | None, Query(max_length=64)] = None,
+    tag: Annotated[str | None, Query(max_length=64, pattern=NO_NUL)] = None,
     customer: Annotated[str | None, Query(description="customer address", max_length=320)] = None,
-    q: Annotated[str | None, Query(description="text in the subject", max_length=200)] = None,
+    q: Annotated[
+        str | None, Query(description="text in the subject", max_length=200, pattern=NO_NUL)
+    ] = None,
     number: Annotated[
         int | None, Query(ge=1, le=2**53, description="a ticket number: 404 if there is none")
     ] = None,
@@ -92,7 +95,7 @@ def create_ticket(body: TicketCreate, session: SessionDep, actor: CurrentActor) 
 
 
 @router.get("/{ticket_id}", response_model=TicketRead)
-def get_ticket(ticket_id: int, session: SessionDep, _agent: CurrentAgent) -> TicketRead:
+def get_ticket(ticket_id: RowId, session: SessionDep, _agent: CurrentAgent) -> TicketRead:
     return TicketRead.model_validate(service.get_ticket(session, ticket_id))
 
 
@@ -102,20 +105,20 @@ def get_ticket(ticket_id: int, session: SessionDep, _agent: CurrentAgent) -> Tic
     responses={409: {"description": "stale version or a transition the status machine forbids"}},
 )
 def update_ticket(
-    ticket_id: int, body: TicketUpdate, session: SessionDep, actor: CurrentActor
+    ticket_id: RowId, body: TicketUpdate, session: SessionDep, actor: CurrentActor
 ) -> TicketRead:
     ticket = service.update_ticket(session, ticket_id=ticket_id, update=body, actor=actor)
     return TicketRead.model_validate(ticket)
 
 
 @router.get("/{ticket_id}/notes", response_model=list[NoteRead])
-def list_notes(ticket_id: int, session: SessionDep, _agent: CurrentAgent) -> list[NoteRead]:
+def list_notes(ticket_id: RowId, session: SessionDep, _agent: CurrentAgent) -> list[NoteRead]:
     return [NoteRead.model_validate(n) for n in service.list_notes(session, ticket_id=ticket_id)]
 
 
 @router.post("/{ticket_id}/notes", response_model=NoteRead, status_code=status.HTTP_201_CREATED)
 def add_note(
-    ticket_id: int, body: NoteCreate, session: SessionDep, actor: CurrentActor
+    ticket_id: RowId, body: NoteCreate, session: SessionDep, actor: CurrentActor
 ) -> NoteRead:
     note = service.add_note(session, ticket_id=ticket_id, body=body.body, actor=actor)
     return NoteRead.model_validate(note)
@@ -123,7 +126,7 @@ def add_note(
 
 @router.get("/{ticket_id}/events", response_model=list[EventRead])
 def list_events(
-    ticket_id: int,
+    ticket_id: RowId,
     session: SessionDep,
     _agent: CurrentAgent,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,

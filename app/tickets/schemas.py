@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from app.agents.schemas import AgentBrief
+from app.api.validation import NO_NUL
 from app.customers.schemas import CustomerBrief
 from app.mailboxes.schemas import MailboxBrief
 from app.tickets.models import ActorKind, Priority, Status
@@ -18,7 +19,9 @@ MAX_TAGS = 30
 def _normalize_tag(value: str) -> str:
     tag = value.strip().lower()
     if not 1 <= len(tag) <= 64 or not _TAG.match(tag):
-        raise ValueError("a tag is 1–64 letters, digits or - _ . / : and starts with a letter or digit")
+        raise ValueError(
+            "a tag is 1–64 letters, digits or - _ . / : and starts with a letter or digit"
+        )
     return tag
 
 
@@ -34,8 +37,8 @@ class TicketCreate(BaseModel):
 
     mailbox: str = Field(description="the mailbox's id or address", min_length=1, max_length=320)
     customer_email: str = Field(min_length=3, max_length=320)
-    customer_name: str | None = Field(default=None, max_length=200)
-    subject: str = Field(min_length=1, max_length=998)
+    customer_name: str | None = Field(default=None, max_length=200, pattern=NO_NUL)
+    subject: str = Field(min_length=1, max_length=998, pattern=NO_NUL)
     priority: Priority = Priority.NORMAL
     gmail_thread_id: str | None = Field(default=None, pattern=r"^[0-9a-zA-Z_\-]{1,64}$")
     tags: Annotated[list[Tag], AfterValidator(_dedupe)] = Field(default=[], max_length=MAX_TAGS)
@@ -102,16 +105,25 @@ class TicketPage(BaseModel):
 
 
 TicketSort = Literal[
-    "number", "-number", "created_at", "-created_at", "updated_at", "-updated_at",
-    "priority", "-priority", "first_response_due_at", "-first_response_due_at",
-    "resolution_due_at", "-resolution_due_at",
+    "number",
+    "-number",
+    "created_at",
+    "-created_at",
+    "updated_at",
+    "-updated_at",
+    "priority",
+    "-priority",
+    "first_response_due_at",
+    "-first_response_due_at",
+    "resolution_due_at",
+    "-resolution_due_at",
 ]
 
 
 class NoteCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    body: str = Field(min_length=1, max_length=20000)
+    body: str = Field(min_length=1, max_length=20000, pattern=NO_NUL)
 
 
 class NoteRead(BaseModel):
