@@ -79,12 +79,11 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
 ) -> None:
     """Run the web server: REST API and OpenAPI docs at /docs."""
-    import uvicorn
-
     from app.main import create_app
+    from app.server import run_server
 
     _setup_logging()
-    uvicorn.run(create_app(), host=host, port=port, log_level="info", access_log=False)
+    run_server(create_app(), host=host, port=port)
 
 
 @cli.command("demo")
@@ -93,11 +92,10 @@ def demo(
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
 ) -> None:
     """Everything on embedded defaults: SQLite in the data dir, a demo admin, the web server."""
-    import uvicorn
-
     from app.db import migrations
     from app.demo import prepare_demo
     from app.main import create_app
+    from app.server import run_server
 
     # The demo runs on SQLite in the data dir even if a database URL is configured elsewhere.
     os.environ["INBOXDESK_DATABASE_URL"] = ""
@@ -123,7 +121,7 @@ def demo(
         )
     )
     _setup_logging()
-    uvicorn.run(create_app(), host=host, port=port, log_level="warning")
+    run_server(create_app(), host=host, port=port, log_level="warning")
 
 
 def main() -> None:

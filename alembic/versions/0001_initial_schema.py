@@ -377,6 +377,8 @@ def upgrade() -> None:
             "ix_tickets_assignee_status_number", ["assignee_id", "status", "number"], unique=False
         )
         batch_op.create_index("ix_tickets_customer_number", ["customer_id", "number"], unique=False)
+        batch_op.create_index("ix_tickets_updated_at_id", ["updated_at", "id"], unique=False)
+        batch_op.create_index("ix_tickets_created_at_id", ["created_at", "id"], unique=False)
         batch_op.create_index(
             batch_op.f("ix_tickets_first_response_due_at"), ["first_response_due_at"], unique=False
         )
@@ -646,6 +648,8 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_tickets_resolution_due_at"))
         batch_op.drop_index("ix_tickets_mailbox_status_number")
         batch_op.drop_index(batch_op.f("ix_tickets_first_response_due_at"))
+        batch_op.drop_index("ix_tickets_updated_at_id")
+        batch_op.drop_index("ix_tickets_created_at_id")
         batch_op.drop_index("ix_tickets_customer_number")
         batch_op.drop_index("ix_tickets_assignee_status_number")
 

@@ -37,7 +37,8 @@ from app.tickets.schemas import TicketUpdate
 from app.tickets.status import check_transition
 
 _FULL_TICKET = (
-    joinedload(Ticket.mailbox),
+    # Only what a ticket shows of its mailbox: never drag the stored credentials along.
+    joinedload(Ticket.mailbox).load_only(Mailbox.id, Mailbox.email, Mailbox.name),
     joinedload(Ticket.customer),
     joinedload(Ticket.assignee),
     selectinload(Ticket.tag_rows),
