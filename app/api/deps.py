@@ -12,14 +12,12 @@ from sqlalchemy.orm import Session
 
 from app.agents.models import Agent, Role
 from app.agents.service import authenticate
+from app.db.base import MAX_INTEGER
 from app.db.session import Database
 from app.errors import Forbidden, Unauthorized
 from app.tickets.events import Actor
 
-# Primary keys are INTEGER columns. A larger id names no row and must not reach the database:
-# SQLite overflows beyond 64 bits and PostgreSQL refuses it for an integer column (both a 500).
-MAX_ID = 2**31 - 1
-RowId = Annotated[int, Path(ge=1, le=MAX_ID)]
+RowId = Annotated[int, Path(ge=1, le=MAX_INTEGER)]
 
 
 def get_database(request: Request) -> Database:

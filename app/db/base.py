@@ -23,6 +23,11 @@ NAMING_CONVENTION = {
 }
 
 
+# Primary keys and versions are INTEGER columns. A larger number names no row and must not reach
+# the database: SQLite overflows beyond 64 bits and PostgreSQL refuses it (both a 500).
+MAX_INTEGER = 2**31 - 1
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

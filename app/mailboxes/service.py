@@ -3,11 +3,10 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.db.base import MAX_INTEGER
 from app.emails import normalize_email
 from app.errors import AlreadyExists, NotFound, ValidationFailed
 from app.mailboxes.models import Mailbox, MailboxAuthKind
-
-_MAX_ID = 2**31 - 1  # mailboxes.id is an INTEGER
 
 
 def create_mailbox(
@@ -44,7 +43,7 @@ def resolve_mailbox(session: Session, ref: str) -> Mailbox:
     """A mailbox named by id or address in a request; unknown → 422 naming the reference."""
     if ref.isascii() and ref.isdigit():  # not "²", which isdigit() but int() refuses
         # An id beyond the INTEGER key range names no mailbox (and would overflow the query).
-        mailbox = session.get(Mailbox, int(ref)) if int(ref) <= _MAX_ID else None
+        mailbox = session.get(Mailbox, int(ref)) if int(ref) <= MAX_INTEGER else None
     else:
         mailbox = find_mailbox(session, ref)
     if mailbox is None:

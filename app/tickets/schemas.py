@@ -9,6 +9,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from app.agents.schemas import AgentBrief
 from app.api.validation import NO_NUL
 from app.customers.schemas import CustomerBrief
+from app.db.base import MAX_INTEGER
 from app.mailboxes.schemas import MailboxBrief
 from app.tickets.models import ActorKind, Priority, Status
 
@@ -52,7 +53,7 @@ class TicketUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    version: int = Field(ge=1, le=2**31 - 1)
+    version: int = Field(ge=1, le=MAX_INTEGER)
     status: Status | None = None
     priority: Priority | None = None
     assignee: str | None = Field(default=None, min_length=1, max_length=320)
