@@ -5,19 +5,22 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from app.agents.models import Role
 from app.config import get_settings, reset_settings
 from app.errors import AppError
+from app.mailboxes.models import MailboxAuthKind
 
 cli = typer.Typer(help="Inboxdesk: a helpdesk that lives inside Gmail.", no_args_is_help=True)
 db_cli = typer.Typer(help="Database schema (Alembic).", no_args_is_help=True)
 agent_cli = typer.Typer(help="Agents and their API tokens.", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
 cli.add_typer(agent_cli, name="agent")
+mailbox_cli = typer.Typer(help="Support mailboxes connected to Gmail.", no_args_is_help=True)
+cli.add_typer(mailbox_cli, name="mailbox")
 
 DEMO_ADMIN_EMAIL = "admin@demo.inboxdesk.test"
 
@@ -71,6 +74,95 @@ def agent_add(
     if issued:
         typer.echo("API token (shown once, store it now):")
         typer.echo(issued)
+
+
+@mailbox_cli.command("add")
+def mailbox_add(
+    email: str,
+    oauth: Annotated[
+        Path | None,
+        typer.Option("--oauth", metavar="CLIENT_SECRETS", help="OAuth client secrets JSON"),
+    ] = None,
+    service_account: Annotated[
+        Path | None,
+        typer.Option(
+            "--service-account", metavar="KEY", help="service-account key JSON (delegation)"
+        ),
+    ] = None,
+    emulator: Annotated[
+        bool, typer.Option("--emulator", help="the local Gmail emulator (no credentials)")
+    ] = False,
+    name: Annotated[str | None, typer.Option("--name", help="display name")] = None,
+    language: Annotated[
+        str | None, typer.Option("--language", help="two-letter language (default en)")
+    ] = None,
+    open_browser: Annotated[
+        bool, typer.Option("--open-browser/--no-browser", help="OAuth: open the consent page")
+    ] = True,
+) -> None:
+    """Connect EMAIL to Gmail, or give it new credentials (it becomes active again).
+
+    Credentials are checked on Gmail (the account must be EMAIL), stored encrypted, never printed.
+    """
+    import app.db.registry  # noqa: F401 - all tables known: mailboxes references business_calendars
+    from app.crypto import require_secret
+    from app.db.session import get_database
+    from app.emails import normalize_email
+    from app.mailboxes.service import connect_mailbox
+
+    if sum(bool(way) for way in (oauth, service_account, emulator)) != 1:
+        raise _fail("give exactly one of --oauth CLIENT_SECRETS, --service-account KEY, --emulator")
+    settings = get_settings()
+    try:
+        address = normalize_email(email)
+        credentials: dict[str, Any] | None = None
+        if emulator:
+            kind = MailboxAuthKind.EMULATOR
+        else:
+            # Before the OAuth consent: without a key there is nowhere to keep its result.
+            require_secret(settings.secret_key)
+            kind, credentials = _mailbox_credentials(
+                address, oauth=oauth, service_account=service_account, open_browser=open_browser
+            )
+        with get_database().unit_of_work() as session:
+            mailbox = connect_mailbox(
+                session,
+                email=address,
+                name=name,
+                auth_kind=kind,
+                credentials=credentials,
+                secret_key=settings.secret_key,
+                language=language,
+            )
+            summary = f"mailbox {mailbox.email} ({kind.value}) connected with id {mailbox.id}"
+    except AppError as exc:
+        raise _fail(exc.message) from None
+    typer.echo(f"{summary}, state active")
+
+
+def _mailbox_credentials(
+    address: str, *, oauth: Path | None, service_account: Path | None, open_browser: bool
+) -> tuple[MailboxAuthKind, dict[str, Any]]:
+    """Obtain the credentials and prove on Gmail (users.getProfile) that they open ``address``:
+    consent given with another Google account would otherwise sync the wrong mailbox."""
+    from gmail_sync import credentials as gcreds
+    from gmail_sync.client import GmailClient
+
+    if oauth is not None:
+        kind = MailboxAuthKind.OAUTH
+        info = gcreds.run_oauth_flow(oauth, open_browser=open_browser)
+        creds = gcreds.oauth_user_credentials(info)
+    elif service_account is not None:
+        kind = MailboxAuthKind.SERVICE_ACCOUNT
+        info = gcreds.load_service_account_key(service_account)
+        creds = gcreds.service_account_credentials(info, address)
+    else:
+        raise AppError("no credentials given")
+    with GmailClient(creds, api_url=get_settings().gmail_api_url) as client:
+        account = str(client.get_profile().get("emailAddress", "")).lower()
+    if account != address:
+        raise AppError(f"these credentials open the Gmail account {account}, not {address}")
+    return kind, info
 
 
 @cli.command("serve")

@@ -25,6 +25,12 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8000"
     addon_service_account: str | None = None
     oauth_client_id: str | None = None
+    # Gmail sync (gmail_sync/): labels live under this root; the worker polls this often.
+    label_root: str = "Support"
+    sync_interval_seconds: float = 10.0
+    # A worker owns a mailbox for this long unless it renews; another takes over after expiry.
+    lease_seconds: float = 60.0
+    full_sync_days: int = 30
     log_level: str = "INFO"
     # SQL statements logged at DEBUG only: they may carry customer data.
     echo_sql: bool = False

@@ -1,1 +1,5 @@
-"""Gmail labels: the taxonomy and the two-way mapping with ticket state (the sync issue)."""
+"""Gmail labels: the taxonomy under one root, and the two-way mapping with ticket state."""
+
+from labels.taxonomy import LabelChange, LabelSpec, Taxonomy, TicketLabelState
+
+__all__ = ["LabelChange", "LabelSpec", "Taxonomy", "TicketLabelState"]

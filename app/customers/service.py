@@ -20,13 +20,16 @@ def upsert_customer(
     name: str | None = None,
     segment: str | None = None,
     timezone: str | None = None,
+    strict: bool = True,
 ) -> tuple[Customer, bool]:
     """Return the customer with this address, creating it if needed, and whether it was created.
 
     ``INSERT … ON CONFLICT DO NOTHING`` then ``SELECT``: two sync workers meeting the same new
     customer at once both end up with the one row instead of one of them failing.
+    ``strict=False`` (mail that arrived) keeps any sender's address, only lower-cased: refusing an
+    odd but real address would lose the customer's request.
     """
-    address = normalize_email(email)
+    address = normalize_email(email) if strict else email.strip().lower()
     if timezone is not None:
         check_timezone(timezone)
     now = utcnow()

@@ -58,6 +58,10 @@ class Database:
     """An engine (or, in tests, one connection) and the sessions made from it."""
 
     def __init__(self, bind: Engine | Connection) -> None:
+        # Every model must be known before the first query, or relationships between modules
+        # cannot resolve (CLI and worker processes import only what they use).
+        from app.db import registry  # noqa: F401
+
         self.bind = bind
         # In tests ``bind`` is a connection inside an outer transaction: a session's commit then
         # releases a SAVEPOINT and the test rolls everything back at its end.

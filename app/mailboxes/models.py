@@ -3,7 +3,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, LargeBinary, String
+from sqlalchemy import JSON, BigInteger, ForeignKey, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base, TimestampMixin
@@ -49,3 +49,7 @@ class Mailbox(TimestampMixin, Base):
     auto_ack_enabled: Mapped[bool] = mapped_column(default=True)
     last_synced_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(String(1000))
+    # First sync reads INBOX of this many days back; older mail stays out of the helpdesk.
+    full_sync_days: Mapped[int] = mapped_column(default=30)
+    # Our label names → this mailbox's Gmail label ids (label ids differ per mailbox).
+    label_ids: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)

@@ -2,9 +2,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from app.api.validation import NO_NUL
+from app.db.base import utcnow
 from app.mailboxes.models import MailboxAuthKind, MailboxState
 
 
@@ -26,8 +27,21 @@ class MailboxRead(BaseModel):
     state: MailboxState
     language: str
     auto_ack_enabled: bool
-    last_synced_at: datetime | None
     created_at: datetime
+    # Sync status (gmail_sync/worker.py).
+    last_synced_at: datetime | None
+    last_error: str | None
+    history_id: int | None
+    lease_owner: str | None = Field(description="the sync worker holding the mailbox, if any")
+    lease_until: datetime | None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def lag_seconds(self) -> float | None:
+        """How long ago the last successful sync pass ended (None: never synced)."""
+        if self.last_synced_at is None:
+            return None
+        return round((utcnow() - self.last_synced_at).total_seconds(), 1)
 
 
 class MailboxBrief(BaseModel):

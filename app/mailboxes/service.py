@@ -1,12 +1,18 @@
 from __future__ import annotations
 
+import re
+from typing import Any
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.crypto import Secret, encrypt_json
 from app.db.base import MAX_INTEGER
 from app.emails import normalize_email
 from app.errors import AlreadyExists, NotFound, ValidationFailed
-from app.mailboxes.models import Mailbox, MailboxAuthKind
+from app.mailboxes.models import Mailbox, MailboxAuthKind, MailboxState
+
+_LANGUAGE = re.compile(r"[a-z]{2}")
 
 
 def create_mailbox(
@@ -22,6 +28,47 @@ def create_mailbox(
         raise AlreadyExists(f"mailbox {address} already exists", code="mailbox_exists")
     mailbox = Mailbox(email=address, name=name, language=language, auth_kind=auth_kind)
     session.add(mailbox)
+    session.flush()
+    return mailbox
+
+
+def connect_mailbox(
+    session: Session,
+    *,
+    email: str,
+    name: str | None,
+    auth_kind: MailboxAuthKind,
+    credentials: dict[str, Any] | None,
+    secret_key: Secret,
+    language: str | None = None,
+) -> Mailbox:
+    """Create the mailbox, or give an existing one new credentials; either way it is ``active``.
+
+    Re-adding is how a mailbox in ``needs_reauth`` comes back: its history cursor is kept, so the
+    sync resumes where it stopped. ``credentials`` (a refresh token, a key) are stored only
+    encrypted; ``None`` (the emulator) stores nothing. ``name``/``language`` ``None`` keep the
+    existing values (new mailbox: the address, English).
+    """
+    if language is not None and not _LANGUAGE.fullmatch(language):
+        raise ValidationFailed(f"language must be two lower-case letters, not {language!r}")
+    if name is not None and not 0 < len(name) <= 200:  # the column's size (MailboxCreate too)
+        raise ValidationFailed("a mailbox name has 1 to 200 characters")
+    address = normalize_email(email)
+    # Encrypt first: a missing secret key must fail before anything changes.
+    encrypted = encrypt_json(credentials, secret_key) if credentials is not None else None
+    mailbox = find_mailbox(session, address)
+    if mailbox is None:
+        mailbox = Mailbox(email=address, name=name or address, language=language or "en")
+        session.add(mailbox)
+    else:
+        if name:
+            mailbox.name = name
+        if language:
+            mailbox.language = language
+    mailbox.auth_kind = auth_kind
+    mailbox.credentials_encrypted = encrypted
+    mailbox.state = MailboxState.ACTIVE
+    mailbox.last_error = None
     session.flush()
     return mailbox
 

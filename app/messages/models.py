@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
@@ -40,6 +41,10 @@ class Message(Base):
     date: Mapped[datetime | None]
     snippet: Mapped[str | None] = mapped_column(String(500))
     text_body: Mapped[str | None] = mapped_column(Text)
+    # The sender's UTC offset from the Date header: a hint of their time zone (greetings, SLA).
+    utc_offset_minutes: Mapped[int | None]
+    label_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    attachments: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     is_automated: Mapped[bool] = mapped_column(default=False)
     automated_reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -137,15 +137,25 @@ class TicketTag(Base):
 
 
 class TicketThread(Base):
-    """A Gmail thread that belongs to a ticket. Gmail thread ids are unique per mailbox only."""
+    """A Gmail thread that belongs to a ticket. Gmail thread ids are unique per mailbox only.
+
+    ``labels_applied`` is what we last wrote to Gmail; ``labels_dirty`` marks a thread whose labels
+    must be pushed again. Both change in the transaction that changes the ticket, which makes this
+    table the outbox of label writes: a crash never loses one.
+    """
 
     __tablename__ = "ticket_threads"
-    __table_args__ = (UniqueConstraint("mailbox_id", "gmail_thread_id"),)
+    __table_args__ = (
+        UniqueConstraint("mailbox_id", "gmail_thread_id"),
+        Index("ix_ticket_threads_mailbox_id_labels_dirty", "mailbox_id", "labels_dirty"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
     mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"))
     gmail_thread_id: Mapped[str] = mapped_column(String(64))
+    labels_applied: Mapped[list[str]] = mapped_column(JSON, default=list)
+    labels_dirty: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     ticket: Mapped[Ticket] = relationship(back_populates="threads", lazy="raise")

@@ -7,6 +7,7 @@ path obeys the same status machine and rights and leaves the same audit trail.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, case, func, select
@@ -50,9 +51,10 @@ def create_ticket(
     session: Session,
     *,
     mailbox: Mailbox,
-    customer_email: str,
     subject: str,
     actor: Actor,
+    customer_email: str | None = None,
+    customer: Customer | None = None,
     customer_name: str | None = None,
     priority: Priority = Priority.NORMAL,
     gmail_thread_id: str | None = None,
@@ -62,12 +64,15 @@ def create_ticket(
     """Open a ticket for a conversation; a Gmail thread belongs to at most one ticket."""
     if gmail_thread_id is not None:
         _ensure_thread_is_free(session, mailbox_id=mailbox.id, gmail_thread_id=gmail_thread_id)
-    customer, _ = upsert_customer(session, email=customer_email, name=customer_name)
+    if customer is None:
+        if customer_email is None:
+            raise ValueError("create_ticket needs customer or customer_email")
+        customer, _ = upsert_customer(session, email=customer_email, name=customer_name)
     ticket = Ticket(
         number=allocate_ticket_number(session),
         mailbox_id=mailbox.id,
         customer_id=customer.id,
-        subject=subject.strip() or "(no subject)",
+        subject=subject.strip()[:998] or "(no subject)",
         status=Status.NEW,
         priority=priority,
         previous_ticket_id=previous_ticket_id,
@@ -263,6 +268,8 @@ def update_ticket(
         changes.append(("status", Status.NEW.value, Status.OPEN.value))
         _set_status(ticket, Status.OPEN)
 
+    if any(field in LABELLED_FIELDS for field, _, _ in changes):
+        mark_labels_dirty(ticket)
     # Always UPDATE the ticket row, even for a tags-only change, so its version moves.
     ticket.updated_at = utcnow()
     number = ticket.number  # a failed flush expires the instance: read it first
@@ -277,6 +284,16 @@ def update_ticket(
         record_event(session, ticket_id=ticket.id, actor=actor, field=field, old=old, new=new)
     session.flush()
     return ticket
+
+
+# Ticket fields that Gmail labels show (labels/taxonomy.py): a change re-pushes the labels.
+LABELLED_FIELDS = frozenset({"status", "priority", "assignee"})
+
+
+def mark_labels_dirty(ticket: Ticket) -> None:
+    """Queue the ticket's threads for a label push, in the transaction that changed the ticket."""
+    for thread in ticket.threads:
+        thread.labels_dirty = True
 
 
 def _set_status(ticket: Ticket, status: Status) -> None:
@@ -352,3 +369,83 @@ def list_events(
         .offset(offset)
     )
     return list(session.execute(stmt).scalars())
+
+
+# -- conversations (used by gmail_sync) ---------------------------------------------------------
+
+
+def find_ticket_by_thread(
+    session: Session, *, mailbox_id: int, gmail_thread_id: str
+) -> Ticket | None:
+    stmt = (
+        select(Ticket)
+        .join(TicketThread, TicketThread.ticket_id == Ticket.id)
+        .where(
+            TicketThread.mailbox_id == mailbox_id,
+            TicketThread.gmail_thread_id == gmail_thread_id,
+        )
+        .options(*_FULL_TICKET)
+    )
+    return session.execute(stmt).unique().scalar_one_or_none()
+
+
+def find_ticket_by_number_in_mailbox(
+    session: Session, *, mailbox_id: int, number: int
+) -> Ticket | None:
+    stmt = (
+        select(Ticket)
+        .where(Ticket.number == number, Ticket.mailbox_id == mailbox_id)
+        .options(*_FULL_TICKET)
+    )
+    return session.execute(stmt).unique().scalar_one_or_none()
+
+
+def attach_thread(session: Session, *, ticket: Ticket, gmail_thread_id: str) -> None:
+    """Make a Gmail thread part of ``ticket`` (a reply Gmail put in a new thread), or move it to
+    ``ticket`` (a new ticket opened by a message in a closed ticket's thread)."""
+    row = session.execute(
+        select(TicketThread).where(
+            TicketThread.mailbox_id == ticket.mailbox_id,
+            TicketThread.gmail_thread_id == gmail_thread_id,
+        )
+    ).scalar_one_or_none()
+    if row is None:
+        ticket.threads.append(
+            TicketThread(mailbox_id=ticket.mailbox_id, gmail_thread_id=gmail_thread_id)
+        )
+    elif row.ticket_id != ticket.id:
+        row.ticket_id = ticket.id
+        row.labels_dirty = True
+    session.flush()
+
+
+def record_customer_message(session: Session, *, ticket: Ticket, actor: Actor) -> None:
+    """A customer wrote again: a pending or resolved ticket goes back to the agents (DESIGN §3)."""
+    if ticket.status in (Status.PENDING, Status.RESOLVED):
+        old = ticket.status
+        _set_status(ticket, Status.OPEN)
+        _touch(session, ticket, actor, [("status", old.value, Status.OPEN.value)])
+
+
+def record_agent_reply(session: Session, *, ticket: Ticket, at: datetime, actor: Actor) -> None:
+    """An agent answered from Gmail: the first such answer is the ticket's first response."""
+    changes: list[tuple[str, Any, Any]] = []
+    if ticket.first_response_at is None:
+        ticket.first_response_at = at
+        changes.append(("first_response_at", None, at.isoformat()))
+    if ticket.status == Status.NEW:
+        _set_status(ticket, Status.OPEN)
+        changes.append(("status", Status.NEW.value, Status.OPEN.value))
+    if changes:
+        _touch(session, ticket, actor, changes)
+
+
+def _touch(
+    session: Session, ticket: Ticket, actor: Actor, changes: list[tuple[str, Any, Any]]
+) -> None:
+    if any(field in LABELLED_FIELDS for field, _, _ in changes):
+        mark_labels_dirty(ticket)
+    ticket.updated_at = utcnow()
+    session.flush()
+    for field, old, new in changes:
+        record_event(session, ticket_id=ticket.id, actor=actor, field=field, old=old, new=new)
