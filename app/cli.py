@@ -178,6 +178,53 @@ def serve(
     run_server(create_app(), host=host, port=port)
 
 
+@cli.command("sync")
+def sync(
+    once: Annotated[
+        bool, typer.Option("--once", help="one pass over every mailbox, then exit")
+    ] = False,
+    mailbox: Annotated[str | None, typer.Option(help="only this mailbox")] = None,
+    reconcile: Annotated[
+        bool, typer.Option("--reconcile", help="find and repair drift between labels and tickets")
+    ] = False,
+) -> None:
+    """Run the Gmail sync worker (polls every INBOXDESK_SYNC_INTERVAL_SECONDS)."""
+    from gmail_sync.runner import reconcile_all, run_worker
+
+    _setup_logging()
+    if reconcile:
+        for line in reconcile_all(only_mailbox=mailbox):
+            typer.echo(line)
+        return
+    failures = run_worker(once=once, only_mailbox=mailbox)
+    if once and failures:
+        raise _fail(f"{failures} mailbox(es) failed to sync; see the log and GET /api/v1/mailboxes")
+
+
+@cli.command("emulator")
+def emulator(
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8025,
+    seed: Annotated[
+        Path | None, typer.Option(help="import every .eml of this folder into INBOX")
+    ] = None,
+    mailbox: Annotated[
+        list[str] | None, typer.Option(help="a mailbox to serve (repeatable)")
+    ] = None,
+    fault_rate: Annotated[float, typer.Option(help="share of calls answered 429/500/503")] = 0.0,
+) -> None:
+    """Run the local Gmail API emulator (token: `Bearer emulator:<address>`)."""
+    from gmail_sync.emulator.server import run_emulator
+
+    _setup_logging()
+    if seed is not None and not seed.is_dir():
+        raise _fail(f"--seed {seed}: not a folder")
+    typer.echo(f"Gmail emulator on http://{host}:{port}/ (INBOXDESK_GMAIL_API_URL)")
+    run_emulator(
+        host=host, port=port, seed_dir=seed, mailboxes=mailbox or (), fault_rate=fault_rate
+    )
+
+
 @cli.command("demo")
 def demo(
     port: Annotated[int, typer.Option(help="TCP port of the web server")] = 8000,

@@ -353,6 +353,12 @@ class GmailClient:
             results.update(self._get_batch(unique[start : start + BATCH_LIMIT], format))
         return results
 
+    def get_thread_label_ids(self, thread_id: str) -> set[str]:
+        """A thread's labels: the union of its messages' (threads.get, format=minimal)."""
+        request = self._threads.get(userId=self._user_id, id=thread_id, format="minimal")
+        thread = self._execute(request, "threads.get")
+        return {label for m in thread.get("messages", []) for label in m.get("labelIds", [])}
+
     def modify_thread(
         self, thread_id: str, *, add: Sequence[str] = (), remove: Sequence[str] = ()
     ) -> dict[str, Any]:
