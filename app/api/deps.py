@@ -26,15 +26,8 @@ def get_database(request: Request) -> Database:
 
 def get_session(request: Request) -> Iterator[Session]:
     """The request's unit of work: commit if the route returned, roll back if it raised."""
-    session = get_database(request).session()
-    try:
+    with get_database(request).unit_of_work() as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 # scope="function": commit before the response goes out, so a failed commit is an error answer
