@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -32,6 +33,8 @@ class Settings(BaseSettings):
     lease_seconds: float = 60.0
     full_sync_days: int = 30
     log_level: str = "INFO"
+    # "json": one JSON object a line, for log collectors; "text": for people.
+    log_format: Literal["text", "json"] = "text"
     # SQL statements logged at DEBUG only: they may carry customer data.
     echo_sql: bool = False
 
