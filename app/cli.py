@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from app.agents.models import Role
-from app.config import get_settings, reset_settings
+from app.config import get_settings
 from app.errors import AppError
 from app.mailboxes.models import MailboxAuthKind
 
@@ -212,55 +211,62 @@ def emulator(
         list[str] | None, typer.Option(help="a mailbox to serve (repeatable)")
     ] = None,
     fault_rate: Annotated[float, typer.Option(help="share of calls answered 429/500/503")] = 0.0,
+    state: Annotated[
+        Path | None,
+        typer.Option(
+            "--state",
+            metavar="FILE",
+            help="keep the mailboxes in this JSON file: loaded if it exists (then not seeded "
+            "again), saved every few seconds and on exit",
+        ),
+    ] = None,
 ) -> None:
     """Run the local Gmail API emulator (token: `Bearer emulator:<address>`)."""
+    from gmail_sync.emulator.persistence import EmulatorStateError
     from gmail_sync.emulator.server import run_emulator
 
     _setup_logging()
     if seed is not None and not seed.is_dir():
         raise _fail(f"--seed {seed}: not a folder")
+    if state is not None and state.exists() and not state.is_file():
+        raise _fail(f"--state {state}: not a file")
     typer.echo(f"Gmail emulator on http://{host}:{port}/ (INBOXDESK_GMAIL_API_URL)")
-    run_emulator(
-        host=host, port=port, seed_dir=seed, mailboxes=mailbox or (), fault_rate=fault_rate
-    )
+    try:
+        run_emulator(
+            host=host,
+            port=port,
+            seed_dir=seed,
+            mailboxes=mailbox or (),
+            fault_rate=fault_rate,
+            state_file=state,
+        )
+    except EmulatorStateError as exc:
+        raise _fail(str(exc)) from None
 
 
 @cli.command("demo")
 def demo(
     port: Annotated[int, typer.Option(help="TCP port of the web server")] = 8000,
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    emulator_port: Annotated[
+        int, typer.Option(help="TCP port of the Gmail emulator (on 127.0.0.1)")
+    ] = 8025,
 ) -> None:
-    """Everything on embedded defaults: SQLite in the data dir, a demo admin, the web server."""
-    from app.db import migrations
-    from app.demo import prepare_demo
-    from app.main import create_app
-    from app.server import run_server
+    """Everything on one machine: SQLite in the data dir, the Gmail emulator seeded with demo
+    mail, the sync worker, a demo admin and the web server. Ctrl-C stops it all."""
+    from app.demo import DemoError, run_demo
 
-    # The demo runs on SQLite in the data dir even if a database URL is configured elsewhere.
-    os.environ["INBOXDESK_DATABASE_URL"] = ""
-    reset_settings()
-    settings = get_settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    migrations.upgrade(url=settings.database_url_resolved)
-    token = prepare_demo(admin_email=DEMO_ADMIN_EMAIL)
-    base = f"http://{host}:{port}"
-    typer.echo(
-        "\n".join(
-            [
-                "Inboxdesk demo",
-                f"  database:  {Path(settings.data_dir).resolve() / 'inboxdesk.db'}",
-                f"  API docs:  {base}/docs",
-                f"  tickets:   {base}/api/v1/tickets",
-                f"  admin:     {DEMO_ADMIN_EMAIL}",
-                f"  API token: {token}",
-                "",
-                f'  try: curl -H "Authorization: Bearer {token}" {base}/api/v1/tickets',
-                "  Ctrl-C stops the demo.",
-            ]
-        )
-    )
     _setup_logging()
-    run_server(create_app(), host=host, port=port, log_level="warning")
+    try:
+        run_demo(
+            host=host,
+            port=port,
+            emulator_port=emulator_port,
+            admin_email=DEMO_ADMIN_EMAIL,
+            echo=typer.echo,
+        )
+    except DemoError as exc:
+        raise _fail(str(exc)) from None
 
 
 def main() -> None:

@@ -6,6 +6,7 @@ import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -20,6 +21,7 @@ import pytest
 from app.agents import service as agents
 from app.agents.models import Role
 from app.db.session import Database
+from gmail_sync.emulator import EmulatorState
 from tests.conftest import free_port
 from tests.scratch_db import scratch_database_url
 
@@ -108,15 +110,36 @@ def test_upgrade_then_add_agent_with_token(cli_database_url: str, tmp_path: Path
         assert not (tmp_path / "inboxdesk.db").exists(), "the configured URL was not used"
 
 
+DEMO_MAIL = Path(__file__).resolve().parents[1] / "gmail_sync" / "demo_mail"
+DEMO_MAILBOX = "support@demo.inboxdesk.test"
+
+
+def demo_conversations() -> int:
+    """How many Gmail threads the demo mail makes: imported as the demo seeds it."""
+    state = EmulatorState(mailboxes=[DEMO_MAILBOX])
+    state.import_eml_dir(DEMO_MAILBOX, DEMO_MAIL)
+    return len(state.mailbox(DEMO_MAILBOX).threads)
+
+
 class Demo:
     """A running ``inboxdesk demo``; its stdout is read on a thread so waits can time out."""
 
-    def __init__(self, env: dict[str, str], port: int, stderr_path: Path) -> None:
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
+    def __init__(self, env: dict[str, str], stderr_path: Path) -> None:
+        self.port = free_port()
+        self.emulator_port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.emulator_url = f"http://127.0.0.1:{self.emulator_port}"
         self._stderr = stderr_path.open("w")
+        self.stderr_path = stderr_path
         self.proc = subprocess.Popen(  # noqa: S603 - our own console script
-            [str(INBOXDESK), "demo", "--port", str(port)],
+            [
+                str(INBOXDESK),
+                "demo",
+                "--port",
+                str(self.port),
+                "--emulator-port",
+                str(self.emulator_port),
+            ],
             env=env,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
@@ -132,7 +155,7 @@ class Demo:
             self.lines.put(line)
         self.lines.put(None)
 
-    def wait_for_line(self, marker: str, timeout: float = 60) -> str:
+    def wait_for_line(self, marker: str, timeout: float = 30) -> str:
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
             try:
@@ -140,23 +163,14 @@ class Demo:
             except queue.Empty:
                 break
             if line is None:
-                raise AssertionError(f"demo exited before printing {marker!r}: {self.stdout}")
+                raise AssertionError(
+                    f"demo exited before printing {marker!r}: {self.stdout}\n"
+                    + self.stderr_path.read_text()
+                )
             self.stdout.append(line)
             if marker in line:
                 return line
         raise AssertionError(f"no {marker!r} line within {timeout} s: {self.stdout}")
-
-    def wait_until_serving(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"demo died with exit code {self.proc.returncode}"
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"demo not serving on {self.url} within {timeout} s")
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -167,35 +181,55 @@ class Demo:
 
 @contextmanager
 def running_demo(env: dict[str, str], tmp_path: Path, run: int) -> Iterator[Demo]:
-    demo = Demo(env, free_port(), tmp_path / f"demo-{run}.stderr")
+    demo = Demo(env, tmp_path / f"demo-{run}.stderr")
     try:
         yield demo
     finally:
         demo.kill()  # whatever happened, leave no server behind
 
 
-def _check_demo(demo: Demo) -> tuple[int, str]:
-    """The demo serves docs and its tickets to its token only; return the total and the token."""
+def _check_demo(demo: Demo) -> tuple[dict[int, list[str]], str]:
+    """The demo serves docs, and the tickets synced from its emulator to its token only; the
+    emulator holds the ticket labels. Returns {ticket number: Gmail thread ids} and the token."""
     line = demo.wait_for_line("API token:")
     token = line.split("API token:", 1)[1].strip()
     assert TOKEN.fullmatch(token), line
-    demo.wait_until_serving()
+    ready = demo.wait_for_line("demo ready:")
+    synced = int(re.fullmatch(r"demo ready: (\d+) tickets\s*", ready)[1])  # type: ignore[index]
     with httpx.Client(base_url=demo.url, timeout=30) as client:
         docs = client.get("/docs")
         assert docs.status_code == 200
         assert docs.headers["content-type"].startswith("text/html")
         assert "swagger" in docs.text.lower()
 
-        listed = client.get("/api/v1/tickets", headers={"Authorization": f"Bearer {token}"})
+        auth = {"Authorization": f"Bearer {token}"}
+        listed = client.get("/api/v1/tickets", params={"limit": 200}, headers=auth)
         assert listed.status_code == 200, listed.text
         page = listed.json()
-        assert page["total"] >= 4
-        numbers = [t["number"] for t in page["items"]]
-        assert len(numbers) == len(set(numbers)) == page["total"]
+        assert page["total"] == synced == len(page["items"])
+        threads = {t["number"]: t["gmail_thread_ids"] for t in page["items"]}
+        assert all(len(ids) == 1 for ids in threads.values()), threads
+        assert len({ids[0] for ids in threads.values()}) == len(threads), "a thread twice"
+        assert {t["mailbox"]["email"] for t in page["items"]} == {DEMO_MAILBOX}
 
-        anonymous = client.get("/api/v1/tickets")
-        assert anonymous.status_code == 401
-    return int(page["total"]), token
+        assert client.get("/api/v1/tickets").status_code == 401
+
+    emulator_auth = {"Authorization": f"Bearer emulator:{DEMO_MAILBOX}"}
+    labels = httpx.get(
+        f"{demo.emulator_url}/gmail/v1/users/me/labels", headers=emulator_auth, timeout=10
+    )
+    assert labels.status_code == 200, labels.text
+    ids = {label["name"]: label["id"] for label in labels.json()["labels"]}
+    assert {"Support/New", "Support/Unassigned"} <= ids.keys(), ids
+    labelled = httpx.get(
+        f"{demo.emulator_url}/gmail/v1/users/me/threads",
+        params={"labelIds": ids["Support/New"], "maxResults": 500},
+        headers=emulator_auth,
+        timeout=10,
+    )
+    assert {t["id"] for t in labelled.json()["threads"]} == {i[0] for i in threads.values()}
+    assert httpx.get(f"{demo.emulator_url}/emulator/stats", timeout=10).status_code == 200
+    return threads, token
 
 
 def _stop_with_ctrl_c(demo: Demo) -> None:
@@ -204,24 +238,78 @@ def _stop_with_ctrl_c(demo: Demo) -> None:
         code = demo.proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         pytest.fail("the demo did not stop within 10 s of Ctrl-C")
-    assert code == 0, f"demo exited with {code}"
+    assert code == 0, f"demo exited with {code}: {demo.stderr_path.read_text()}"
 
 
-def test_demo_serves_and_restarts_without_duplicating_data(tmp_path: Path) -> None:
-    """`inboxdesk demo` twice on one data dir: docs, tickets for the printed token, 401 without;
-    Ctrl-C stops it; the second run finds the same tickets and prints a new working token."""
+def test_demo_syncs_the_emulator_and_restarts_without_duplicating(tmp_path: Path) -> None:
+    """`inboxdesk demo` twice on one data dir: the emulator's demo mail becomes one ticket per
+    conversation, served to the printed token only, with labels in the emulator; Ctrl-C stops
+    everything; the second run finds the same mailbox and tickets (no duplicates) and prints a
+    new working token."""
+    expected = demo_conversations()
+    assert expected == 30, "gmail_sync/demo_mail is 30 conversations (write_demo_corpus)"
     env = cli_env(tmp_path)
     with running_demo(env, tmp_path, run=1) as demo:
-        first_total, first_token = _check_demo(demo)
+        first, first_token = _check_demo(demo)
         _stop_with_ctrl_c(demo)
+    assert len(first) == expected
     assert (tmp_path / "inboxdesk.db").is_file()
+    assert (tmp_path / "emulator.json").is_file()
 
     # The demo insists on SQLite in its data dir, whatever database URL is configured.
     elsewhere = tmp_path / "elsewhere.db"
     env = cli_env(tmp_path, f"sqlite:///{elsewhere}")
     with running_demo(env, tmp_path, run=2) as demo:
-        second_total, second_token = _check_demo(demo)
+        second, second_token = _check_demo(demo)
         _stop_with_ctrl_c(demo)
-    assert second_total == first_total
+    assert second == first, "the same tickets on the same Gmail threads"
     assert second_token != first_token
     assert not elsewhere.exists()
+
+    # Without its emulator state the synced database would get every ticket twice: refused.
+    state_file = tmp_path / "emulator.json"
+    state_file.write_bytes(state_file.read_bytes()[:100])
+    corrupt = _demo_refused(env)
+    assert f"cannot read the emulator state {state_file}" in corrupt.stderr
+    state_file.unlink()
+    gone = _demo_refused(env)
+    assert f"({state_file}) is gone" in gone.stderr
+    assert not state_file.exists(), "nothing was seeded"
+
+
+def _demo_refused(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(  # noqa: S603 - our own console script
+        [str(INBOXDESK), "demo", "--port", str(free_port()), "--emulator-port", str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stderr.startswith("error:") or "\nerror:" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+    assert not TOKEN.search(done.stdout), "refused before anything started"
+    return done
+
+
+def test_demo_refuses_a_taken_emulator_port(tmp_path: Path) -> None:
+    """With the emulator's port taken the demo stops at once with a clear error, having
+    started and created nothing."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        done = subprocess.run(  # noqa: S603 - our own console script
+            [str(INBOXDESK), "demo", "--port", str(free_port()), "--emulator-port", str(taken)],
+            env=cli_env(tmp_path / "data"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 1
+    assert f"127.0.0.1:{taken}" in done.stderr
+    assert "--emulator-port" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+    assert not (tmp_path / "data").exists()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from itertools import islice
+from itertools import islice, pairwise
 from typing import Any
 
 from gmail_sync.emulator.errors import invalid_argument, not_found
@@ -35,11 +35,40 @@ class MessageRef:
             out["labelIds"] = list(self.label_ids)
         return out
 
+    def to_json(self) -> list[Any]:
+        return [self.id, self.thread_id, list(self.label_ids)]
+
+    @classmethod
+    def from_json(cls, data: Any) -> MessageRef:
+        message_id, thread_id, label_ids = data
+        return cls(_text(message_id), _text(thread_id), tuple(_text(x) for x in label_ids))
+
 
 @dataclass(frozen=True)
 class LabelChange:
     message: MessageRef
     label_ids: tuple[str, ...]
+
+    def to_json(self) -> list[Any]:
+        return [self.message.to_json(), list(self.label_ids)]
+
+    @classmethod
+    def from_json(cls, data: Any) -> LabelChange:
+        message, label_ids = data
+        return cls(MessageRef.from_json(message), tuple(_text(x) for x in label_ids))
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, not {type(value).__name__}")
+    return value
+
+
+def _int(value: Any) -> int:
+    # bool is an int subclass; a saved id never is one.
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"expected an integer, not {type(value).__name__}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -91,6 +120,29 @@ class HistoryRecord:
         # Gmail's order: id, messages, then the change lists.
         return {"id": out.pop("id"), "messages": [r.short() for r in seen.values()], **out}
 
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id}
+        for key, refs in (("added", self.added), ("deleted", self.deleted)):
+            if refs:
+                out[key] = [r.to_json() for r in refs]
+        for key, changes in (
+            ("labels_added", self.labels_added),
+            ("labels_removed", self.labels_removed),
+        ):
+            if changes:
+                out[key] = [c.to_json() for c in changes]
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> HistoryRecord:
+        return cls(
+            id=_int(data["id"]),
+            added=tuple(MessageRef.from_json(r) for r in data.get("added", ())),
+            deleted=tuple(MessageRef.from_json(r) for r in data.get("deleted", ())),
+            labels_added=tuple(LabelChange.from_json(c) for c in data.get("labels_added", ())),
+            labels_removed=tuple(LabelChange.from_json(c) for c in data.get("labels_removed", ())),
+        )
+
 
 class HistoryLog:
     def __init__(self, *, retention: int, first_id: int) -> None:
@@ -115,6 +167,33 @@ class HistoryLog:
         if len(self._records) == self._records.maxlen:
             self._floor = self._records[0].id
         self._records.append(record)
+
+    def to_json(self) -> dict[str, Any]:
+        """The log for a state file; a pending forced expiry is a test fault and is not kept."""
+        return {
+            "current": self._current,
+            "floor": self._floor,
+            "records": [r.to_json() for r in self._records],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], *, retention: int) -> HistoryLog:
+        log = cls(retention=retention, first_id=_int(data["floor"]))
+        records = [HistoryRecord.from_json(r) for r in data["records"]]
+        if any(b.id <= a.id for a, b in pairwise(records)):
+            raise ValueError("history record ids are not increasing")
+        current = _int(data["current"])
+        if records and current < records[-1].id:
+            raise ValueError("the current history id is below the newest record's")
+        # A smaller retention than the file's keeps the newest records, as the live log would.
+        for record in records:
+            log.append(record)
+        log._current = current
+        return log
+
+    def skip_to(self, history_id: int) -> None:
+        """The next id is above ``history_id`` (ids only grow; they need not be contiguous)."""
+        self._current = max(self._current, history_id)
 
     def expire_next_list(self) -> None:
         """The next list answers 404 (a forced "history too old"), as after a long outage."""

@@ -8,6 +8,8 @@ Not thread-safe on its own: EmulatorState holds one lock around every use.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import bisect
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -83,6 +85,18 @@ def _page(items: list[Any], keys: list[tuple[int, str]], token: str | None, size
 
 def _neg_hex(value: str) -> int:
     return -int(value, 16)
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, not {value!r}")
+    return value
+
+
+def _nonnegative(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"expected a non-negative integer, not {value!r}")
+    return value
 
 
 class Mailbox:
@@ -390,6 +404,116 @@ class Mailbox:
         draft_id = f"r{int(stored.id, 16)}"
         self.drafts[draft_id] = stored.id
         return draft_id
+
+    # --- persistence (EmulatorState.save / load) ------------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        """Everything a restart must keep; derived data (MIME facts, indexes) is rebuilt on load.
+
+        Messages in insertion order (a thread lists its messages in that order); raw bytes as
+        base64, since mail need not be text in any charset.
+        """
+        return {
+            "address": self.address,
+            "next_label": self._next_label,
+            "labels": [
+                {
+                    "id": label.id,
+                    "name": label.name,
+                    "labelListVisibility": label.label_list_visibility,
+                    "messageListVisibility": label.message_list_visibility,
+                    "color": dict(label.color) if label.color else None,
+                }
+                for label in self.labels.values()
+                if label.type == "user"  # system labels are fixed and made by the constructor
+            ],
+            "messages": [
+                {
+                    "id": m.id,
+                    "thread_id": m.thread_id,
+                    "raw": base64.b64encode(m.raw).decode("ascii"),
+                    "label_ids": list(m.label_ids),
+                    "internal_date": m.internal_date,
+                    "history_id": m.history_id,
+                }
+                for m in self.messages.values()
+            ],
+            "drafts": dict(self.drafts),
+            "history": self.history.to_json(),
+        }
+
+    @classmethod
+    def from_json(
+        cls,
+        data: dict[str, Any],
+        *,
+        new_message_id: Callable[[], str],
+        history_retention: int,
+        strict_thread_id: bool = False,
+    ) -> Mailbox:
+        """A mailbox from ``to_json``; raises ValueError/TypeError/KeyError on a bad document."""
+        address = data["address"]
+        if not isinstance(address, str) or "@" not in address:
+            raise ValueError(f"not a mailbox address: {address!r}")
+        history = HistoryLog.from_json(data["history"], retention=history_retention)
+        mailbox = cls(
+            address,
+            new_message_id=new_message_id,
+            history_retention=history_retention,
+            first_history_id=0,
+            strict_thread_id=strict_thread_id,
+        )
+        mailbox.history = history
+        next_label = data["next_label"]
+        if not isinstance(next_label, int) or next_label < 1:
+            raise ValueError(f"bad next label number {next_label!r}")
+        mailbox._next_label = next_label
+        for item in data["labels"]:
+            label = Label(
+                id=_str(item["id"]),
+                name=_str(item["name"]),
+                type="user",
+                label_list_visibility=visibility(item, "labelListVisibility", "labelShow"),
+                message_list_visibility=visibility(item, "messageListVisibility", "show"),
+                color=check_color(item.get("color")),
+            )
+            if label.id in mailbox.labels:
+                raise ValueError(f"label {label.id} twice")
+            mailbox.labels[label.id] = label
+        for item in data["messages"]:
+            message_id = _str(item["id"])
+            if message_id in mailbox.messages:
+                raise ValueError(f"message {message_id} twice")
+            int(message_id, 16)  # ids are hex: routes and page tokens rely on it
+            try:
+                raw = base64.b64decode(_str(item["raw"]), validate=True)
+            except binascii.Error as exc:
+                raise ValueError(f"message {message_id}: raw is not base64 ({exc})") from None
+            label_ids = [_str(x) for x in item["label_ids"]]
+            unknown = [x for x in label_ids if x not in mailbox.labels]
+            if unknown:
+                raise ValueError(f"message {message_id} has unknown labels {unknown}")
+            facts = mime.facts_of(raw)
+            stored = StoredMessage(
+                id=message_id,
+                thread_id=_str(item["thread_id"]),
+                raw=raw,
+                label_ids=label_ids,
+                internal_date=_nonnegative(item["internal_date"]),
+                history_id=_nonnegative(item["history_id"]),
+                facts=facts,
+            )
+            mailbox.messages[message_id] = stored
+            mailbox.threads.setdefault(stored.thread_id, []).append(message_id)
+            if facts.message_id:
+                mailbox._by_rfc_id.setdefault(facts.message_id.casefold(), []).append(message_id)
+            for ref in facts.references:
+                mailbox._by_reference.setdefault(ref.casefold(), []).append(message_id)
+        for draft_id, message_id in dict(data["drafts"]).items():
+            if message_id not in mailbox.messages:
+                raise ValueError(f"draft {draft_id} names no message")
+            mailbox.drafts[_str(draft_id)] = message_id
+        return mailbox
 
     def profile(self) -> dict[str, Any]:
         return {

@@ -510,7 +510,12 @@ def _endpoint(method: m.GmailMethod, handler: Handler, *, upload: bool):  # type
             upload=upload,
         )
         with state.lock:
-            result = handler(call)
+            try:
+                result = handler(call)
+            finally:
+                # Every method but a GET may change the mailbox (a state file must be rewritten).
+                if method.http_method != "GET":
+                    state.mark_changed()
         return json_response(request, result)
 
     endpoint.__name__ = method.id.replace(".", "_")

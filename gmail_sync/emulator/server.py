@@ -1,14 +1,25 @@
-"""``inboxdesk emulator``: the Gmail emulator under uvicorn."""
+"""``inboxdesk emulator``: the Gmail emulator under uvicorn; ``EmulatorThread`` for the demo.
+
+With a state file the mailboxes outlive the process: the file is loaded if it exists (and then
+not seeded again: the seed is already in it, under the ids a synced database knows), else the
+state is built, seeded and saved; it is saved again every few seconds when it changed, and on
+shutdown.
+"""
 
 from __future__ import annotations
 
 import logging
+import socket
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import uvicorn
+
 from gmail_sync.emulator.app import create_emulator_app
 from gmail_sync.emulator.faults import DEFAULT_STATUSES
+from gmail_sync.emulator.persistence import DEFAULT_SAVE_INTERVAL, StateSaver
 from gmail_sync.emulator.state import DEFAULT_HISTORY_RETENTION, EmulatorState
 
 DEFAULT_MAILBOX = "support@shop.test"
@@ -41,6 +52,46 @@ def build_state(
     return state
 
 
+def open_state(
+    *,
+    state_file: Path | None,
+    seed_dir: Path | None = None,
+    mailboxes: Sequence[str] = (),
+    fault_rate: float = 0.0,
+    fault_statuses: Sequence[int] = DEFAULT_STATUSES,
+    fault_seed: int | None = None,
+    history_retention: int = DEFAULT_HISTORY_RETENTION,
+    quota_per_minute: int = 15_000,
+) -> tuple[EmulatorState, bool]:
+    """The state to serve and whether it was loaded from ``state_file``.
+
+    Loaded: ``seed_dir`` is ignored (seeding again would add every message a second time under
+    new ids), mailboxes not in the file are added, and the file's history retention is kept.
+    Not loaded: built and seeded as ``build_state`` does, then saved at once, so a crash before
+    the first periodic save cannot lose the seed's ids. A bad file raises EmulatorStateError.
+    """
+    if state_file is not None and state_file.exists():
+        state = EmulatorState.load(state_file, quota_per_minute=quota_per_minute)
+        for address in mailboxes:
+            state.add_mailbox(address)
+        if fault_rate:
+            state.set_faults(fault_rate, fault_statuses, fault_seed)
+        logger.info("loaded %s (mailboxes: %s)", state_file, ", ".join(state.addresses))
+        return state, True
+    state = build_state(
+        seed_dir=seed_dir,
+        mailboxes=mailboxes,
+        fault_rate=fault_rate,
+        fault_statuses=fault_statuses,
+        fault_seed=fault_seed,
+        history_retention=history_retention,
+        quota_per_minute=quota_per_minute,
+    )
+    if state_file is not None:
+        state.save(state_file)
+    return state, False
+
+
 def run_emulator(
     *,
     host: str,
@@ -53,11 +104,15 @@ def run_emulator(
     history_retention: int = DEFAULT_HISTORY_RETENTION,
     quota_per_minute: int = 15_000,
     log_level: str = "info",
+    state_file: Path | None = None,
+    save_interval: float = DEFAULT_SAVE_INTERVAL,
 ) -> None:
-    """Serve the emulator until stopped. The first mailbox gets the seed folder's messages."""
+    """Serve the emulator until stopped. The first mailbox gets the seed folder's messages
+    (unless ``state_file`` exists: then it is loaded instead; see ``open_state``)."""
     from app.server import run_server  # the one way to run uvicorn (GC tuning included)
 
-    state = build_state(
+    state, _ = open_state(
+        state_file=state_file,
         seed_dir=seed_dir,
         mailboxes=mailboxes,
         fault_rate=fault_rate,
@@ -66,4 +121,91 @@ def run_emulator(
         history_retention=history_retention,
         quota_per_minute=quota_per_minute,
     )
-    run_server(create_emulator_app(state), host=host, port=port, log_level=log_level)
+    saver = StateSaver(state, state_file, interval=save_interval) if state_file else None
+    if saver is not None:
+        saver.start()
+    try:
+        run_server(create_emulator_app(state), host=host, port=port, log_level=log_level)
+    finally:
+        if saver is not None:
+            saver.stop()
+
+
+class PortInUse(OSError):
+    """The port cannot be listened on (another process has it); ``strerror`` says why."""
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` the way uvicorn binds one, or PortInUse."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    # As uvicorn does: a port whose old connections linger in TIME_WAIT is free; on Linux a port
+    # another socket listens on still fails to bind.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise PortInUse(exc.errno, exc.strerror or str(exc)) from None
+    return sock
+
+
+class EmulatorThread:
+    """The emulator served by uvicorn on a thread of this process (the demo's way).
+
+    The port is bound in the constructor, so a taken port fails (PortInUse) before anything
+    starts; ``stop`` shuts uvicorn down, joins the thread and saves the state.
+    """
+
+    def __init__(
+        self,
+        state: EmulatorState,
+        *,
+        host: str = "127.0.0.1",
+        port: int,
+        state_file: Path | None = None,
+        save_interval: float = DEFAULT_SAVE_INTERVAL,
+        log_level: str = "warning",
+        sock: socket.socket | None = None,
+    ) -> None:
+        """``sock``: a socket already bound to host:port (``bind_socket``), else one is bound."""
+        self.state = state
+        self.host = host
+        self.port = port
+        self.url = f"http://{host}:{port}/"
+        self._socket = sock or bind_socket(host, port)
+        config = uvicorn.Config(
+            create_emulator_app(state),
+            host=host,
+            port=port,
+            log_level=log_level,
+            access_log=False,
+            lifespan="off",
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run,
+            kwargs={"sockets": [self._socket]},
+            name="gmail-emulator",
+            daemon=True,
+        )
+        self._saver = StateSaver(state, state_file, interval=save_interval) if state_file else None
+
+    def start(self, timeout: float = 15.0) -> EmulatorThread:
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self._socket.close()
+                raise RuntimeError(f"the Gmail emulator did not start on {self.url}")
+            time.sleep(0.02)
+        if self._saver is not None:
+            self._saver.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._server.should_exit = True
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        self._socket.close()
+        if self._saver is not None:
+            self._saver.stop()

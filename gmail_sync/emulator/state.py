@@ -7,16 +7,19 @@ are calls of their own. Python methods here do what the control endpoints do, fo
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from email.utils import formatdate, getaddresses
 from pathlib import Path
 from typing import Any
 
-from gmail_sync.emulator import mime
+from gmail_sync.emulator import mime, persistence
 from gmail_sync.emulator.errors import (
+    GmailApiError,
     delegation_denied,
     injected,
     invalid_argument,
@@ -26,6 +29,7 @@ from gmail_sync.emulator.errors import (
 from gmail_sync.emulator.faults import DEFAULT_STATUSES, FaultConfig, FaultInjector
 from gmail_sync.emulator.mailbox import Mailbox, StoredMessage
 from gmail_sync.emulator.methods import GLOBAL_PARAMS, GmailMethod
+from gmail_sync.emulator.persistence import EmulatorStateError
 from gmail_sync.emulator.quota import DEFAULT_UNITS_PER_MINUTE, RollingQuota
 from gmail_sync.emulator.render import message_short
 
@@ -67,6 +71,7 @@ class EmulatorState:
         self._now = now
         self._mailboxes: dict[str, Mailbox] = {}
         self._message_counter = 0
+        self._clock_ids = start_ms is not None
         if start_ms is None:
             self._message_id_base, self._id_step, self._first_history_id = (
                 _TEST_MESSAGE_ID_BASE,
@@ -81,6 +86,10 @@ class EmulatorState:
                 # A thousand history ids a millisecond of uptime before a restart could reuse one.
                 start_ms * 1000,
             )
+        # Bumped by every change to the mailboxes; a save records the revision it wrote.
+        self._revision = 0
+        self._saved_revision: int | None = None
+        self._save_lock = threading.Lock()
         self._reset_counters()
         for address in mailboxes:
             self.add_mailbox(address)
@@ -103,6 +112,7 @@ class EmulatorState:
                 strict_thread_id=self.strict_thread_id,
             )
             self._mailboxes[key] = mailbox
+            self.mark_changed()
             return mailbox
 
     def mailbox(self, address: str) -> Mailbox:
@@ -188,6 +198,7 @@ class EmulatorState:
         with self.lock:
             facts = mime.facts_of(raw)
             date = facts.date_ms if date_from_header else None
+            self.mark_changed()
             return mailbox.add_message(
                 raw,
                 label_ids=label_ids,
@@ -200,6 +211,7 @@ class EmulatorState:
     def send(self, mailbox: Mailbox, raw: bytes, *, thread_id: str | None) -> StoredMessage:
         """messages.send: the sender's copy gets SENT; emulated recipients get it in INBOX."""
         with self.lock:
+            self.mark_changed()
             message_id = self._new_message_id()
             raw = self._complete_outgoing(raw, address=mailbox.address, message_id=message_id)
             stored = mailbox.add_message(
@@ -244,6 +256,152 @@ class EmulatorState:
             return raw
         newline = "\r\n" if b"\r\n" in raw[: _header_end(raw)] else "\n"
         return "".join(line + newline for line in extra).encode() + raw
+
+    # --- persistence ---------------------------------------------------------------------------
+
+    def mark_changed(self) -> None:
+        """Something a restart must keep has changed (every Gmail call but GET calls this)."""
+        with self.lock:
+            self._revision += 1
+
+    def to_json(self) -> dict[str, Any]:
+        """The mailboxes and id counters; quota, faults and call counters are not kept."""
+        with self.lock:
+            return {
+                "format": persistence.FORMAT,
+                "version": persistence.VERSION,
+                "saved_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "history_retention": self.history_retention,
+                "strict_thread_id": self.strict_thread_id,
+                "ids": {
+                    "message_base": self._message_id_base,
+                    "step": self._id_step,
+                    "counter": self._message_counter,
+                    "first_history_id": self._first_history_id,
+                    "from_clock": self._clock_ids,
+                },
+                "mailboxes": [m.to_json() for m in self._mailboxes.values()],
+            }
+
+    def save(self, path: Path) -> None:
+        """Write the state to ``path`` as JSON, atomically (temp file + rename)."""
+        with self._save_lock:
+            with self.lock:
+                revision = self._revision
+                document = self.to_json()
+            data = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+            persistence.write_atomically(Path(path), data)
+            self._saved_revision = revision
+
+    def save_if_changed(self, path: Path) -> bool:
+        """Save unless nothing changed since the last save; True if it wrote."""
+        with self.lock:
+            if self._saved_revision == self._revision:
+                return False
+        self.save(path)
+        return True
+
+    @classmethod
+    def load(
+        cls,
+        path: Path,
+        *,
+        quota_per_minute: int = DEFAULT_UNITS_PER_MINUTE,
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], float] = time.time,
+    ) -> EmulatorState:
+        """A state saved by ``save``; ids and history ids continue where they stopped.
+
+        A file that is not such a state raises ``EmulatorStateError`` naming the file and what is
+        wrong with it (never a half-loaded state).
+        """
+        path = Path(path)
+        try:
+            document = json.loads(path.read_bytes())
+        except (OSError, UnicodeDecodeError, RecursionError, json.JSONDecodeError) as exc:
+            raise EmulatorStateError(f"cannot read the emulator state {path}: {exc}") from None
+        try:
+            return cls._from_json(document, quota_per_minute=quota_per_minute, clock=clock, now=now)
+        except EmulatorStateError as exc:
+            raise EmulatorStateError(f"{path} is not an emulator state: {exc}") from None
+        except (GmailApiError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            if isinstance(exc, GmailApiError):  # a label check (name, colour, visibility)
+                what = exc.message
+            elif isinstance(exc, KeyError):
+                what = f"missing {exc}"
+            else:
+                what = str(exc)
+            raise EmulatorStateError(f"{path} is not a valid emulator state: {what}") from None
+
+    @classmethod
+    def _from_json(
+        cls,
+        document: Any,
+        *,
+        quota_per_minute: int,
+        clock: Callable[[], float],
+        now: Callable[[], float],
+    ) -> EmulatorState:
+        if not isinstance(document, dict) or document.get("format") != persistence.FORMAT:
+            raise EmulatorStateError(f"no {persistence.FORMAT!r} format marker")
+        if document.get("version") != persistence.VERSION:
+            raise EmulatorStateError(f"unsupported version {document.get('version')!r}")
+        retention = document["history_retention"]
+        if not isinstance(retention, int) or retention < 1:
+            raise ValueError(f"bad history retention {retention!r}")
+        state = cls(
+            history_retention=retention,
+            quota_per_minute=quota_per_minute,
+            clock=clock,
+            now=now,
+            strict_thread_id=bool(document["strict_thread_id"]),
+        )
+        ids = document["ids"]
+        for key in ("message_base", "step", "counter", "first_history_id"):
+            if not isinstance(ids[key], int) or ids[key] < 0:
+                raise ValueError(f"bad id counter {key}={ids[key]!r}")
+        state._message_id_base = ids["message_base"]
+        state._id_step = ids["step"]
+        state._message_counter = ids["counter"]
+        state._first_history_id = ids["first_history_id"]
+        state._clock_ids = bool(ids["from_clock"])
+        for data in document["mailboxes"]:
+            mailbox = Mailbox.from_json(
+                data,
+                new_message_id=state._new_message_id,
+                history_retention=retention,
+                strict_thread_id=state.strict_thread_id,
+            )
+            key = mailbox.address.strip().casefold()
+            if key in state._mailboxes:
+                raise ValueError(f"mailbox {mailbox.address} twice")
+            state._mailboxes[key] = mailbox
+        # Ids handed out after the load must not collide with saved ones.
+        highest = max(
+            (int(i, 16) for m in state._mailboxes.values() for i in m.messages), default=0
+        )
+        if highest > state._message_id_base + state._message_counter * state._id_step:
+            raise ValueError("a saved message id is beyond the saved id counter")
+        if state._clock_ids:
+            state._restart_clock_ids()
+        state._saved_revision = state._revision
+        return state
+
+    def _restart_clock_ids(self) -> None:
+        """Move clock-derived ids past the present, as a fresh start would.
+
+        A process killed between two saves may have handed out ids (messages a client has
+        stored, history it has read past) that the file lacks; reusing them would make a client
+        take a new message for one it already has, or skip changes below its cursor. Ids issued
+        before now are below ``now << 20`` / ``now * 1000`` (see __init__), so starting there
+        reuses none. History ids may skip, as Gmail's do.
+        """
+        now_ms = self.now_ms()
+        if now_ms << 20 > self._message_id_base + self._message_counter * self._id_step:
+            self._message_id_base, self._message_counter, self._id_step = now_ms << 20, 0, 1
+        self._first_history_id = max(self._first_history_id, now_ms * 1000)
+        for mailbox in self._mailboxes.values():
+            mailbox.history.skip_to(now_ms * 1000)
 
     # --- Python conveniences (the control endpoints call these) -------------------------------
 
