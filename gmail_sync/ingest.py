@@ -35,7 +35,7 @@ AUTOMATED_TAG = "automated"
 # "[#1042]" in a subject: our acknowledgements put it there (the acknowledgement issue).
 _TICKET_NUMBER = re.compile(r"\[#(\d{1,12})\]")
 # Labels Gmail gives mail that is not a conversation with a customer.
-_IGNORED_LABELS = frozenset({"DRAFT", "SPAM", "TRASH"})
+IGNORED_LABELS = frozenset({"DRAFT", "SPAM", "TRASH"})
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ class Ingestor:
         label_ids = list(gmail_message.get("labelIds", []))
         if known_gmail_ids(session, mailbox_id=self.mailbox_id, gmail_ids=[gmail_id]):
             return IngestResult(gmail_id, None, False, duplicate=True)
-        if _IGNORED_LABELS.intersection(label_ids):
+        if IGNORED_LABELS.intersection(label_ids):
             return IngestResult(gmail_id, None, False, ignored=True)
 
         parsed = parse_message(_decode_raw(gmail_message.get("raw", "")))

@@ -4,9 +4,10 @@ Out: threads marked ``labels_dirty`` (in the transaction that changed their tick
 ``threads.modify`` with the difference, and are marked clean only after Gmail accepted it — the
 ticket_threads table is the outbox of label writes, so a crash or a Gmail error only delays them.
 
-In: history labelAdded / labelRemoved on our labels. We compare the thread's labels in Gmail with
-``labels_applied`` (what we last wrote): equal means the record is the echo of our own write;
-different means a person changed them in Gmail, and that becomes the ticket change.
+In: history labelAdded / labelRemoved on our labels, replayed on ``labels_applied`` (what we last
+wrote). The result equal to ``labels_applied`` means the records were the echo of our own write;
+different means a person changed the labels in Gmail, and that becomes the ticket change. After a
+history 404 the same comparison is made with the labels read from Gmail (``resync``).
 """
 
 from __future__ import annotations
@@ -26,11 +27,14 @@ from app.tickets import service as tickets
 from app.tickets.events import Actor
 from app.tickets.models import ActorKind, Ticket, TicketThread
 from app.tickets.schemas import TicketUpdate
-from gmail_sync.client import GmailClient, GmailNotFound
+from gmail_sync.client import GmailClient, GmailError, GmailNotFound
 from gmail_sync.ingest import AUTOMATED_TAG
 from labels.taxonomy import LabelChange, Taxonomy, TicketLabelState
 
 log = logging.getLogger(__name__)
+
+# One labelAdded / labelRemoved step of a thread's history: (label ids added, label ids removed).
+LabelDelta = tuple[frozenset[str], frozenset[str]]
 
 
 def label_state(ticket: Ticket) -> TicketLabelState:
@@ -63,6 +67,13 @@ class LabelSync:
         if not missing:
             return known
         existing = {label["name"]: label["id"] for label in self.client.list_labels()}
+        # Learn every label of ours the list shows, not only those asked for: an agent's label
+        # a person made in Gmail is then understood when they put it on a thread.
+        known.update(
+            (name, i)
+            for name, i in existing.items()
+            if self.taxonomy.is_ours(name) and name not in known
+        )
         for name in missing:
             if name in existing:
                 known[name] = existing[name]
@@ -76,12 +87,28 @@ class LabelSync:
             mailbox.label_ids = {**(mailbox.label_ids or {}), **known}
         return known
 
+    def forget_label_ids(self, mailbox_id: int) -> None:
+        """Gmail refused a cached label id (a person deleted the label): drop the cache, so the
+        next push lists the labels and creates what is missing instead of failing forever."""
+        with self.database.unit_of_work() as session:
+            session.get_one(Mailbox, mailbox_id).label_ids = {}
+
+    def _our_label_names(self, session: Session, mailbox_id: int) -> dict[str, str]:
+        """Gmail label id → our label name, for the labels of ours cached on the mailbox."""
+        cached = session.get_one(Mailbox, mailbox_id).label_ids or {}
+        return {i: name for name, i in cached.items() if self.taxonomy.is_ours(name)}
+
     # -- out: tickets → Gmail ----------------------------------------------------------------
     def push_dirty(self, mailbox_id: int, *, limit: int = 500) -> LabelPushReport:
         report = LabelPushReport()
         with self.database.unit_of_work() as session:
             rows = session.execute(
-                select(TicketThread.id, TicketThread.ticket_id, TicketThread.gmail_thread_id)
+                select(
+                    TicketThread.id,
+                    TicketThread.ticket_id,
+                    TicketThread.gmail_thread_id,
+                    TicketThread.labels_applied,
+                )
                 .where(TicketThread.mailbox_id == mailbox_id, TicketThread.labels_dirty.is_(True))
                 .order_by(TicketThread.id)
                 .limit(limit)
@@ -94,29 +121,44 @@ class LabelSync:
             }
         if not rows:
             return report
-        all_names = set().union(*wanted.values())
+        all_names = set().union(*wanted.values()) | self.taxonomy.fixed_labels()
         ids = self.ensure_label_ids(mailbox_id, all_names)
         ours = {name: label_id for name, label_id in ids.items() if self.taxonomy.is_ours(name)}
         for row in rows:
             desired = wanted[row.id]
+            if desired == frozenset(row.labels_applied or ()):
+                # Gmail shows this already (e.g. low → normal priority: neither has a label);
+                # a threads.modify would cost 10 units and change nothing.
+                self._pushed(row.id, desired)
+                continue
             add = sorted(ours[name] for name in desired)
             remove = sorted(label_id for name, label_id in ours.items() if name not in desired)
             try:
                 self.client.modify_thread(row.gmail_thread_id, add=add, remove=remove)
+            except GmailNotFound:
+                # The thread was deleted in Gmail: there is nothing to label, now or later.
+                self._pushed(row.id, frozenset(row.labels_applied or ()), done=True)
+                continue
             except AppError as exc:
                 report.failed += 1
                 log.warning("label push failed for thread %s: %s", row.gmail_thread_id, exc)
+                if isinstance(exc, GmailError) and exc.http_status == 400:
+                    self.forget_label_ids(mailbox_id)
+                    break  # every push of this pass used the same, now stale, ids
                 continue
-            with self.database.unit_of_work() as session:
-                thread = session.get_one(TicketThread, row.id)
-                thread.labels_applied = sorted(desired)
-                # Still dirty if the ticket changed while we were writing: push again next time.
-                now_wanted = self.taxonomy.labels_for(
-                    label_state(tickets.get_ticket(session, thread.ticket_id))
-                )
-                thread.labels_dirty = now_wanted != desired
+            self._pushed(row.id, desired)
             report.pushed += 1
         return report
+
+    def _pushed(self, thread_row_id: int, applied: frozenset[str], *, done: bool = False) -> None:
+        with self.database.unit_of_work() as session:
+            thread = session.get_one(TicketThread, thread_row_id)
+            thread.labels_applied = sorted(applied)
+            # Still dirty if the ticket changed while we were writing: push again next time.
+            now_wanted = self.taxonomy.labels_for(
+                label_state(tickets.get_ticket(session, thread.ticket_id))
+            )
+            thread.labels_dirty = not done and now_wanted != applied
 
     def reconcile(self, mailbox_id: int) -> tuple[int, int]:
         """Compare every ticket thread's labels in Gmail with its ticket; mark drifted threads
@@ -127,16 +169,14 @@ class LabelSync:
                 .where(TicketThread.mailbox_id == mailbox_id)
                 .order_by(TicketThread.id)
             ).all()
-            id_to_name = {v: k for k, v in session.get_one(Mailbox, mailbox_id).label_ids.items()}
+            id_to_name = self._our_label_names(session, mailbox_id)
         drifted = 0
         for row in rows:
             try:
                 label_ids = self.client.get_thread_label_ids(row.gmail_thread_id)
             except GmailNotFound:
                 continue  # the thread was deleted in Gmail: nothing to label
-            current = frozenset(
-                name for i in label_ids if self.taxonomy.is_ours(name := id_to_name.get(i, ""))
-            )
+            current = frozenset(id_to_name[i] for i in label_ids if i in id_to_name)
             with self.database.unit_of_work() as session:
                 wanted = self.taxonomy.labels_for(
                     label_state(tickets.get_ticket(session, row.ticket_id))
@@ -149,40 +189,110 @@ class LabelSync:
         return len(rows), drifted
 
     # -- in: Gmail → tickets -----------------------------------------------------------------
-    def apply_gmail_labels(
-        self, session: Session, *, mailbox_id: int, thread_labels: dict[str, set[str]]
+    def apply_history(
+        self, session: Session, *, mailbox_id: int, changes: dict[str, list[LabelDelta]]
     ) -> int:
-        """Apply label changes people made in Gmail. ``thread_labels``: thread id → its current
-        label ids (from history records). Returns how many tickets changed."""
-        if not thread_labels:
-            return 0
-        id_to_name = {v: k for k, v in session.get_one(Mailbox, mailbox_id).label_ids.items()}
+        """Apply label changes people made in Gmail, from history records: thread id → the
+        (added, removed) label ids of its labelAdded / labelRemoved records, in order.
+
+        The changes are replayed on ``labels_applied`` rather than taken from the records'
+        message snapshots: a record names only the messages that changed, and a thread's labels
+        are the union over all its messages (Gmail's model) — reading the customer's new reply
+        (UNREAD off that message alone) must not look like every label of ours removed.
+        Returns how many tickets changed."""
+        names = self._our_label_names(session, mailbox_id)
+        ours: dict[str, list[tuple[set[str], set[str]]]] = {}
+        for thread_id, deltas in changes.items():
+            relevant = [
+                ({names[i] for i in added if i in names}, {names[i] for i in gone if i in names})
+                for added, gone in deltas
+            ]
+            relevant = [(a, r) for a, r in relevant if a or r]
+            if relevant:
+                ours[thread_id] = relevant
         changed = 0
-        for thread_id, label_ids in thread_labels.items():
-            row = session.execute(
-                select(TicketThread).where(
-                    TicketThread.mailbox_id == mailbox_id,
-                    TicketThread.gmail_thread_id == thread_id,
-                )
-            ).scalar_one_or_none()
-            if row is None:
-                continue
-            current = frozenset(
-                id_to_name[i]
-                for i in label_ids
-                if i in id_to_name and self.taxonomy.is_ours(id_to_name[i])
-            )
-            applied = frozenset(row.labels_applied or [])
-            if current == applied:
-                continue  # the echo of our own write
-            change = self.taxonomy.interpret(applied=applied, current=current)
-            ticket = tickets.get_ticket(session, row.ticket_id)
-            if not change.is_empty and self._apply(session, ticket, change, mailbox_id):
-                changed += 1
-            row.labels_applied = sorted(current)
-            wanted = self.taxonomy.labels_for(label_state(ticket))
-            row.labels_dirty = row.labels_dirty or wanted != current
+        for thread_id, row in self._thread_rows(session, mailbox_id, list(ours)).items():
+            current = set(row.labels_applied or ())
+            for added, gone in ours[thread_id]:
+                current = (current | added) - gone
+            changed += self._take_current(session, row, frozenset(current), mailbox_id)
         session.flush()
+        return changed
+
+    def apply_current(
+        self, session: Session, *, mailbox_id: int, current: dict[str, frozenset[str]]
+    ) -> int:
+        """Apply label changes people made in Gmail, from the threads' labels as they are now
+        (thread id → our label names). Returns how many tickets changed."""
+        names = frozenset(self._our_label_names(session, mailbox_id).values())
+        changed = 0
+        for thread_id, row in self._thread_rows(session, mailbox_id, list(current)).items():
+            # A label whose Gmail id we do not know (the cache was dropped) cannot be seen in
+            # Gmail's lists: its absence there is no removal.
+            unseen = frozenset(row.labels_applied or ()) - names
+            changed += self._take_current(session, row, current[thread_id] | unseen, mailbox_id)
+        session.flush()
+        return changed
+
+    def labels_in_gmail(self, mailbox_id: int) -> dict[str, frozenset[str]]:
+        """Thread id → our labels on it, read from Gmail: one messages.list per label of ours
+        (5 units a page of 500 messages) rather than a threads.get (10 units) per thread."""
+        with self.database.unit_of_work() as session:
+            names = self._our_label_names(session, mailbox_id)
+        found: dict[str, set[str]] = {}
+        for label_id, name in sorted(names.items(), key=lambda item: item[1]):
+            for _message_id, thread_id in self.client.list_message_ids(label_ids=[label_id]):
+                found.setdefault(thread_id, set()).add(name)
+        return {thread_id: frozenset(labels) for thread_id, labels in found.items()}
+
+    def resync(self, mailbox_id: int, *, seen_threads: Iterable[str]) -> int:
+        """After Gmail's history was lost (404, full resync): apply the label changes people
+        made in the lost stretch, read from the labels themselves.
+
+        A thread with none of our labels counts only if the full sync just listed it (it exists,
+        in INBOX or Sent): a deleted or trashed thread must not read as "a person took every
+        label off", which would unassign its ticket."""
+        current = self.labels_in_gmail(mailbox_id)
+        if not current and not self._knows_labels(mailbox_id):
+            return 0  # no label of ours is known: nothing in Gmail can be read as a change
+        for thread_id in seen_threads:
+            current.setdefault(thread_id, frozenset())
+        with self.database.unit_of_work() as session:
+            return self.apply_current(session, mailbox_id=mailbox_id, current=current)
+
+    def _knows_labels(self, mailbox_id: int) -> bool:
+        with self.database.unit_of_work() as session:
+            return bool(self._our_label_names(session, mailbox_id))
+
+    def _thread_rows(
+        self, session: Session, mailbox_id: int, thread_ids: list[str]
+    ) -> dict[str, TicketThread]:
+        rows: dict[str, TicketThread] = {}
+        # Bounded IN lists: SQLite allows 32,766 parameters, and long lists plan badly anyway.
+        for start in range(0, len(thread_ids), 500):
+            stmt = select(TicketThread).where(
+                TicketThread.mailbox_id == mailbox_id,
+                TicketThread.gmail_thread_id.in_(thread_ids[start : start + 500]),
+            )
+            rows.update((row.gmail_thread_id, row) for row in session.scalars(stmt))
+        return rows
+
+    def _take_current(
+        self, session: Session, row: TicketThread, current: frozenset[str], mailbox_id: int
+    ) -> bool:
+        """Gmail shows ``current`` on the thread; we last wrote ``labels_applied``."""
+        applied = frozenset(row.labels_applied or ())
+        if current == applied:
+            return False  # the echo of our own write
+        change = self.taxonomy.interpret(applied=applied, current=current)
+        ticket = tickets.get_ticket(session, row.ticket_id)
+        changed = not change.is_empty and self._apply(session, ticket, change, mailbox_id)
+        row.labels_applied = sorted(current)
+        # Gmail has ``current`` now: push only what the ticket wants differently — the labels
+        # of a refused change, or a change the API made that is not pushed yet. Reloaded: a
+        # refused change rolled its savepoint back.
+        wanted = self.taxonomy.labels_for(label_state(tickets.get_ticket(session, ticket.id)))
+        row.labels_dirty = wanted != current
         return changed
 
     def _apply(

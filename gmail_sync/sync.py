@@ -1,17 +1,18 @@
 """One sync pass over one mailbox: Gmail's change history in, tickets out.
 
-First pass: a bounded full sync (INBOX of the last ``full_sync_days``), starting from the
+First pass: a bounded full sync (INBOX and Sent of the last ``full_sync_days``), starting from the
 historyId read BEFORE listing, so nothing arriving meanwhile is missed. Later passes: history.list
 from the stored cursor. The cursor moves only after the changes it covers are committed, so a
 crash means reading some history again — harmless, because ingestion is keyed on Gmail's ids.
 A 404 on history (Gmail keeps it about a week) falls back to a full sync, which again creates
-nothing twice. (Gmail API guide, "Synchronizing clients with Gmail".)
+nothing twice, and reads the label changes of the lost stretch from the labels themselves.
+(Gmail API guide, "Synchronizing clients with Gmail".)
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,8 +21,8 @@ from app.db.session import Database
 from app.mailboxes.models import Mailbox
 from app.messages.service import known_gmail_ids
 from gmail_sync.client import GmailClient, HistoryExpired
-from gmail_sync.ingest import Ingestor
-from gmail_sync.labels_sync import LabelSync
+from gmail_sync.ingest import IGNORED_LABELS, Ingestor
+from gmail_sync.labels_sync import LabelDelta, LabelSync
 from labels.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,12 @@ CHUNK = 100
 _RELEVANT = frozenset({"INBOX", "SENT"})
 
 
+def _wanted(label_ids: Iterable[str]) -> bool:
+    """Worth a messages.get (5 units): in INBOX or Sent, and not a draft, spam or trash."""
+    labels = frozenset(label_ids)
+    return bool(_RELEVANT & labels) and not IGNORED_LABELS & labels
+
+
 @dataclass
 class SyncReport:
     mailbox: str
@@ -42,6 +49,7 @@ class SyncReport:
     duplicates: int = 0
     label_changes: int = 0
     labels_pushed: int = 0
+    labels_failed: int = 0  # label pushes Gmail refused this pass; retried on the next
     history_id: int | None = None
     errors: list[str] = field(default_factory=list)
 
@@ -82,42 +90,54 @@ class MailboxSync:
             except HistoryExpired:
                 log.warning("history of %s expired: full resync", report.mailbox)
                 self._full_sync(report, days)
-        report.labels_pushed = self.labels.push_dirty(self.mailbox_id).pushed
+        pushed = self.labels.push_dirty(self.mailbox_id)
+        report.labels_pushed, report.labels_failed = pushed.pushed, pushed.failed
         return report
 
     # -- full --------------------------------------------------------------------------------
     def _full_sync(self, report: SyncReport, days: int) -> None:
         report.full_sync = True
         start = int(self.client.get_profile()["historyId"])
-        listed = self.client.list_message_ids(query=f"in:inbox newer_than:{days}d")
+        # Sent too: an agent's reply from Gmail in the window is the ticket's first response,
+        # and after a history 404 it would otherwise be lost. ``{a b}`` is Gmail's OR.
+        listed = self.client.list_message_ids(query=f"{{in:inbox in:sent}} newer_than:{days}d")
         # Oldest first, so tickets are numbered in the order customers wrote.
         ids = [message_id for message_id, _thread in reversed(listed)]
         self._ingest_ids(report, ids)
+        # History since the cursor is gone, and with it the label changes people made in that
+        # stretch: read them from the labels themselves.
+        report.label_changes += self.labels.resync(
+            self.mailbox_id, seen_threads={thread_id for _id, thread_id in listed}
+        )
         self._advance(report, start)
 
     # -- incremental -------------------------------------------------------------------------
     def _incremental(self, report: SyncReport, cursor: int) -> None:
         records, latest = self.client.list_history(cursor)
         added: list[str] = []
-        thread_labels: dict[str, dict[str, set[str]]] = {}
+        label_changes: dict[str, list[LabelDelta]] = {}
         for record in records:
             for item in record.get("messagesAdded", []):
-                message = item["message"]
-                if _RELEVANT.intersection(message.get("labelIds", [])):
-                    added.append(message["id"])
+                if _wanted(item["message"].get("labelIds", ())):
+                    added.append(item["message"]["id"])
             for key in ("labelsAdded", "labelsRemoved"):
                 for item in record.get(key, []):
-                    message = item["message"]
-                    per_thread = thread_labels.setdefault(message["threadId"], {})
-                    per_thread[message["id"]] = set(message.get("labelIds", []))
+                    message, ids = item["message"], frozenset(item.get("labelIds", ()))
+                    # Moved into INBOX (rescued from spam, a filter's archive undone): new to
+                    # us unless stored already, which the known-id check below finds.
+                    if (
+                        key == "labelsAdded"
+                        and _RELEVANT & ids
+                        and _wanted(message.get("labelIds", ()))
+                    ):
+                        added.append(message["id"])
+                    delta = (ids, frozenset()) if key == "labelsAdded" else (frozenset(), ids)
+                    label_changes.setdefault(message["threadId"], []).append(delta)
         self._ingest_ids(report, list(dict.fromkeys(added)))
-        if thread_labels:
+        if label_changes:
             with self.database.unit_of_work() as session:
-                report.label_changes = self.labels.apply_gmail_labels(
-                    session,
-                    mailbox_id=self.mailbox_id,
-                    # A thread's labels are the union of its messages' (Gmail's model).
-                    thread_labels={t: set().union(*m.values()) for t, m in thread_labels.items()},
+                report.label_changes += self.labels.apply_history(
+                    session, mailbox_id=self.mailbox_id, changes=label_changes
                 )
         self._advance(report, latest)
 
@@ -125,12 +145,8 @@ class MailboxSync:
     def _ingest_ids(self, report: SyncReport, ids: Sequence[str]) -> None:
         for chunk in _chunks(ids, CHUNK):
             with self.database.unit_of_work() as session:
-                new = [
-                    i
-                    for i in chunk
-                    if i
-                    not in known_gmail_ids(session, mailbox_id=self.mailbox_id, gmail_ids=chunk)
-                ]
+                known = known_gmail_ids(session, mailbox_id=self.mailbox_id, gmail_ids=chunk)
+            new = [i for i in chunk if i not in known]
             report.duplicates += len(chunk) - len(new)
             if not new:
                 continue

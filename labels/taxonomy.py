@@ -114,6 +114,14 @@ class Taxonomy:
             names.add(self.automated_label)
         return frozenset(names)
 
+    def fixed_labels(self) -> frozenset[str]:
+        """Labels that exist before any ticket wears them. A person can only pick a label that
+        is already in Gmail's list, so moving a ticket to pending from Gmail needs Support/Pending
+        to be there. Agents' labels come with their first assignment."""
+        names = {self.status_label(s) for s in Status}
+        names |= {self.priority_label(p) for p in LABELLED_PRIORITIES}
+        return frozenset({*names, self.unassigned_label, self.automated_label})
+
     def spec(self, name: str) -> LabelSpec:
         for status, (bg, fg) in _STATUS_COLOURS.items():
             if name == self.status_label(status):
