@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,6 +10,7 @@ import typer
 from app.agents.models import Role
 from app.config import get_settings
 from app.errors import AppError
+from app.logs import configure_logging
 from app.mailboxes.models import MailboxAuthKind
 
 cli = typer.Typer(help="Inboxdesk: a helpdesk that lives inside Gmail.", no_args_is_help=True)
@@ -25,10 +25,8 @@ DEMO_ADMIN_EMAIL = "admin@demo.inboxdesk.test"
 
 
 def _setup_logging() -> None:
-    logging.basicConfig(
-        level=get_settings().log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    settings = get_settings()
+    configure_logging(level=settings.log_level, fmt=settings.log_format)
 
 
 def _fail(message: str) -> typer.Exit:

@@ -1090,7 +1090,7 @@ def write_demo_corpus(
     n: int = 30,
     seed: int = DEMO_SEED,
     start: datetime = DEMO_START,
-    mailbox: str = "support@shop.test",
+    mailbox: str = "support@demo.inboxdesk.test",  # app.demo.DEMO_MAILBOX
 ) -> list[Path]:
     """Write the demo's customer mail as ``NNN-<customer>.eml`` in arrival order (sorted file
     names are the order to import them in). Earlier ``NNN-*.eml`` files there are replaced."""
