@@ -38,3 +38,6 @@ def configure_logging(*, level: str = "INFO", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    if root.level > logging.DEBUG:
+        # Alembic narrates every plugin and step at INFO; the CLI says what was migrated.
+        logging.getLogger("alembic").setLevel(logging.WARNING)
