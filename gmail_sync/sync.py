@@ -144,6 +144,9 @@ class MailboxSync:
     # -- shared ------------------------------------------------------------------------------
     def _ingest_ids(self, report: SyncReport, ids: Sequence[str]) -> None:
         for chunk in _chunks(ids, CHUNK):
+            # Stop early rather than fetch for a mailbox another worker now owns.
+            if not self.still_leased():
+                raise LeaseLost(report.mailbox)
             with self.database.unit_of_work() as session:
                 known = known_gmail_ids(session, mailbox_id=self.mailbox_id, gmail_ids=chunk)
             new = [i for i in chunk if i not in known]
