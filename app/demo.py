@@ -28,9 +28,10 @@ from app.config import get_settings, reset_settings
 from app.db.session import get_database
 from app.mailboxes.models import Mailbox, MailboxAuthKind
 from app.mailboxes.service import connect_mailbox
+from app.server import PortInUse, bind_socket
 from app.tickets.models import Ticket
 from gmail_sync.emulator.persistence import EmulatorStateError
-from gmail_sync.emulator.server import EmulatorThread, PortInUse, bind_socket, open_state
+from gmail_sync.emulator.server import EmulatorThread, open_state
 from gmail_sync.worker import Worker
 
 DEMO_MAILBOX = "support@demo.inboxdesk.test"

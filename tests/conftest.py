@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
@@ -30,6 +27,7 @@ from app.db.session import Database, create_db_engine
 from app.mailboxes import service as mailboxes
 from app.mailboxes.models import Mailbox
 from app.main import create_app
+from app.server import ServerThread
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CORPUS = PROJECT_ROOT.parent / "shared" / "corpus"
@@ -212,28 +210,12 @@ class LiveServer:
 @pytest.fixture
 def live_server(committed_db: Database) -> Iterator[LiveServer]:
     """The real app under a real uvicorn on 127.0.0.1, on a database that really commits."""
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(committed_db),
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        access_log=False,
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
+    server = ServerThread(create_app(committed_db), port=free_port()).start()
     try:
         yield LiveServer(
-            url=f"http://127.0.0.1:{port}",
+            url=server.url,
             database=committed_db,
             make_caller=_make_caller(committed_db),
         )
     finally:
-        server.should_exit = True
-        thread.join(timeout=15)
+        server.stop()

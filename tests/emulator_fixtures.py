@@ -15,20 +15,18 @@ not redirected — so a batch for the emulator must be built as
 from __future__ import annotations
 
 import base64
-import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from google.oauth2.credentials import Credentials
 from googleapiclient.discovery import build
 from googleapiclient.http import BatchHttpRequest
 
+from app.server import ServerThread
 from gmail_sync.emulator import EmulatorState, bearer_token, create_emulator_app
 from tests.conftest import free_port
 
@@ -153,22 +151,11 @@ def mail(
 @pytest.fixture(scope="session", name="emulator_server")
 def emulator_server_fixture() -> Iterator[EmulatorServer]:
     app = create_emulator_app(EmulatorState(mailboxes=[MAILBOX]))
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
+    server = ServerThread(app, port=free_port(), name="gmail-emulator").start()
     try:
-        yield EmulatorServer(url=f"http://127.0.0.1:{port}", app=app)
+        yield EmulatorServer(url=server.url, app=app)
     finally:
-        server.should_exit = True
-        thread.join(timeout=15)
+        server.stop()
 
 
 @pytest.fixture(name="emulator")

@@ -28,13 +28,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from sqlalchemy import select
 from starlette.requests import ClientDisconnect
 
 from app.db.session import Database
 from app.mailboxes.models import Mailbox
 from app.messages.models import Direction, Message
+from app.server import ServerThread
 from app.tickets.models import Event, Status, Ticket, TicketTag, TicketThread
 from gmail_sync.corpus import GeneratedMessage, arrival_order, generate_conversations
 from gmail_sync.emulator import EmulatorState, create_emulator_app
@@ -90,22 +90,11 @@ def live_emulator(*mailboxes: str, latency: float = 0.0) -> Iterator[LiveEmulato
     """A fresh emulator state under a real uvicorn on 127.0.0.1 (reachable from subprocesses)."""
     state = EmulatorState(mailboxes=mailboxes)
     app = InFlight(create_emulator_app(state), latency=latency)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
+    server = ServerThread(app, port=free_port(), name="gmail-emulator").start()
     try:
-        yield LiveEmulator(url=f"http://127.0.0.1:{port}", state=state, in_flight=app)
+        yield LiveEmulator(url=server.url, state=state, in_flight=app)
     finally:
-        server.should_exit = True
-        thread.join(timeout=15)
+        server.stop()
 
 
 # -- the console script ------------------------------------------------------------------------

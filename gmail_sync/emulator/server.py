@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import logging
 import socket
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import uvicorn
-
+from app.server import ServerThread
 from gmail_sync.emulator.app import create_emulator_app
 from gmail_sync.emulator.faults import DEFAULT_STATUSES
 from gmail_sync.emulator.persistence import DEFAULT_SAVE_INTERVAL, StateSaver
@@ -131,26 +129,8 @@ def run_emulator(
             saver.stop()
 
 
-class PortInUse(OSError):
-    """The port cannot be listened on (another process has it); ``strerror`` says why."""
-
-
-def bind_socket(host: str, port: int) -> socket.socket:
-    """A socket bound to ``host:port`` the way uvicorn binds one, or PortInUse."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    # As uvicorn does: a port whose old connections linger in TIME_WAIT is free; on Linux a port
-    # another socket listens on still fails to bind.
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise PortInUse(exc.errno, exc.strerror or str(exc)) from None
-    return sock
-
-
 class EmulatorThread:
-    """The emulator served by uvicorn on a thread of this process (the demo's way).
+    """The emulator served on a thread of this process (the demo's way), saving its state.
 
     The port is bound in the constructor, so a taken port fails (PortInUse) before anything
     starts; ``stop`` shuts uvicorn down, joins the thread and saves the state.
@@ -172,40 +152,23 @@ class EmulatorThread:
         self.host = host
         self.port = port
         self.url = f"http://{host}:{port}/"
-        self._socket = sock or bind_socket(host, port)
-        config = uvicorn.Config(
+        self._server = ServerThread(
             create_emulator_app(state),
             host=host,
             port=port,
-            log_level=log_level,
-            access_log=False,
-            lifespan="off",
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run,
-            kwargs={"sockets": [self._socket]},
             name="gmail-emulator",
-            daemon=True,
+            log_level=log_level,
+            sock=sock,
         )
         self._saver = StateSaver(state, state_file, interval=save_interval) if state_file else None
 
     def start(self, timeout: float = 15.0) -> EmulatorThread:
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self._socket.close()
-                raise RuntimeError(f"the Gmail emulator did not start on {self.url}")
-            time.sleep(0.02)
+        self._server.start(timeout)
         if self._saver is not None:
             self._saver.start()
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
-        self._server.should_exit = True
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-        self._socket.close()
+        self._server.stop(timeout)
         if self._saver is not None:
             self._saver.stop()
