@@ -16,7 +16,6 @@ import argparse
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,9 +26,8 @@ import httpx
 from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
-from benchmarks.server import free_port
+from benchmarks.server import free_port, wait_until_up
 
-START_TIMEOUT_S = 30.0
 # gmail_sync.corpus spaces conversations 3-90 minutes apart (47 on average); starting this far
 # back per conversation keeps every date in the past.
 _MINUTES_PER_CONVERSATION = 91
@@ -100,7 +98,7 @@ def running_emulator(*, quota_per_minute: int, history_retention: int) -> Iterat
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_up(process, url)
+        wait_until_up(process, f"{url}/emulator/mailboxes", "the emulator")
         with httpx.Client(base_url=url, timeout=60.0) as http:
             yield EmulatorHandle(url=url, http=http, pid=process.pid)
     finally:
@@ -121,20 +119,6 @@ def process_cpu_seconds(pid: int) -> float | None:
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _wait_until_up(process: subprocess.Popen[bytes], url: str) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the emulator exited with code {process.returncode} at start")
-        try:
-            if httpx.get(f"{url}/emulator/mailboxes", timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"the emulator did not answer at {url} within {START_TIMEOUT_S:.0f} s")
 
 
 def add_seed_route(app: FastAPI) -> None:

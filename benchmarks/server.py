@@ -41,7 +41,7 @@ def running_server(database_url: str) -> Iterator[str]:
     )
     base_url = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_up(process, base_url)
+        wait_until_up(process, f"{base_url}/healthz", "the app")
         yield base_url
     finally:
         process.terminate()
@@ -52,18 +52,19 @@ def running_server(database_url: str) -> Iterator[str]:
             process.wait()
 
 
-def _wait_until_up(process: subprocess.Popen[bytes], base_url: str) -> None:
+def wait_until_up(process: subprocess.Popen[bytes], health_url: str, what: str) -> None:
+    """Poll ``health_url`` until it answers 200; fail if the child exits or takes too long."""
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"the app exited with code {process.returncode} while starting")
+            raise RuntimeError(f"{what} exited with code {process.returncode} while starting")
         try:
-            if httpx.get(f"{base_url}/healthz", timeout=1.0).status_code == 200:
+            if httpx.get(health_url, timeout=1.0).status_code == 200:
                 return
         except httpx.TransportError:
             pass
         time.sleep(0.1)
-    raise RuntimeError(f"the app did not answer {base_url}/healthz within {START_TIMEOUT_S:.0f} s")
+    raise RuntimeError(f"{what} did not answer {health_url} within {START_TIMEOUT_S:.0f} s")
 
 
 def main() -> None:
