@@ -221,7 +221,7 @@ def emulator(
 ) -> None:
     """Run the local Gmail API emulator (token: `Bearer emulator:<address>`)."""
     from gmail_sync.emulator.persistence import EmulatorStateError
-    from gmail_sync.emulator.server import run_emulator
+    from gmail_sync.emulator.server import EmulatorOptions, run_emulator
 
     _setup_logging()
     if seed is not None and not seed.is_dir():
@@ -231,11 +231,9 @@ def emulator(
     typer.echo(f"Gmail emulator on http://{host}:{port}/ (INBOXDESK_GMAIL_API_URL)")
     try:
         run_emulator(
+            EmulatorOptions(mailboxes=mailbox or (), seed_dir=seed, fault_rate=fault_rate),
             host=host,
             port=port,
-            seed_dir=seed,
-            mailboxes=mailbox or (),
-            fault_rate=fault_rate,
             state_file=state,
         )
     except EmulatorStateError as exc:

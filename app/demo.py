@@ -31,7 +31,7 @@ from app.mailboxes.service import connect_mailbox
 from app.server import PortInUse, bind_socket
 from app.tickets.models import Ticket
 from gmail_sync.emulator.persistence import EmulatorStateError
-from gmail_sync.emulator.server import EmulatorThread, open_state
+from gmail_sync.emulator.server import EmulatorOptions, EmulatorThread, open_state
 from gmail_sync.worker import Worker
 
 DEMO_MAILBOX = "support@demo.inboxdesk.test"
@@ -186,7 +186,8 @@ def run_demo(
             )
         try:
             state, loaded = open_state(
-                state_file=state_file, seed_dir=DEMO_MAIL_DIR, mailboxes=[DEMO_MAILBOX]
+                EmulatorOptions(mailboxes=[DEMO_MAILBOX], seed_dir=DEMO_MAIL_DIR),
+                state_file=state_file,
             )
         except EmulatorStateError as exc:
             raise DemoError(

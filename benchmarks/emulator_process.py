@@ -151,7 +151,7 @@ def add_seed_route(app: FastAPI) -> None:
 def main(argv: list[str] | None = None) -> None:
     from app.server import run_server
     from gmail_sync.emulator.app import create_emulator_app
-    from gmail_sync.emulator.server import build_state
+    from gmail_sync.emulator.server import EmulatorOptions, build_state
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.emulator_process")
     parser.add_argument("port", type=int)
@@ -159,9 +159,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--history-retention", type=int, required=True)
     args = parser.parse_args(argv)
     state = build_state(
-        mailboxes=["bench@shop.test"],
-        quota_per_minute=args.quota,
-        history_retention=args.history_retention,
+        EmulatorOptions(
+            mailboxes=["bench@shop.test"],
+            quota_per_minute=args.quota,
+            history_retention=args.history_retention,
+        )
     )
     app = create_emulator_app(state)
     add_seed_route(app)

@@ -903,9 +903,10 @@ def test_run_emulator_serves_a_seeded_mailbox(tmp_path: Path) -> None:
     port = free_port()
     code = (
         "from pathlib import Path\n"
-        "from gmail_sync.emulator.server import run_emulator\n"
-        f"run_emulator(host='127.0.0.1', port={port}, seed_dir=Path({str(tmp_path)!r}),"
-        f" mailboxes=['{MAILBOX}', '{OTHER_MAILBOX}'], log_level='warning')\n"
+        "from gmail_sync.emulator.server import EmulatorOptions, run_emulator\n"
+        f"run_emulator(EmulatorOptions(seed_dir=Path({str(tmp_path)!r}),"
+        f" mailboxes=['{MAILBOX}', '{OTHER_MAILBOX}']),"
+        f" host='127.0.0.1', port={port}, log_level='warning')\n"
     )
     process = subprocess.Popen([sys.executable, "-c", code])  # noqa: S603 - our own interpreter
     try:

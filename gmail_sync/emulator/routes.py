@@ -249,29 +249,25 @@ def _date_source(call: GmailCall, default: str) -> bool:
     return source == "dateHeader"
 
 
-def messages_import(call: GmailCall) -> dict[str, Any]:
+def _store_incoming(call: GmailCall, *, default_date_source: str) -> dict[str, Any]:
     raw, message = call.message_input()
     stored = call.state.insert(
         call.mailbox,
         raw,
         label_ids=_label_ids(message),
         thread_id=_thread_id(message),
-        # messages.import dates by the Date header unless told otherwise (discovery default).
-        date_from_header=_date_source(call, "dateHeader"),
+        date_from_header=_date_source(call, default_date_source),
     )
     return render.message_short(stored)
+
+
+def messages_import(call: GmailCall) -> dict[str, Any]:
+    # messages.import dates by the Date header unless told otherwise (discovery default).
+    return _store_incoming(call, default_date_source="dateHeader")
 
 
 def messages_insert(call: GmailCall) -> dict[str, Any]:
-    raw, message = call.message_input()
-    stored = call.state.insert(
-        call.mailbox,
-        raw,
-        label_ids=_label_ids(message),
-        thread_id=_thread_id(message),
-        date_from_header=_date_source(call, "receivedTime"),
-    )
-    return render.message_short(stored)
+    return _store_incoming(call, default_date_source="receivedTime")
 
 
 def messages_send(call: GmailCall) -> dict[str, Any]:

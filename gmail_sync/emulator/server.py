@@ -12,6 +12,7 @@ import logging
 import socket
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from app.server import ServerThread
@@ -24,43 +25,41 @@ DEFAULT_MAILBOX = "support@shop.test"
 logger = logging.getLogger(__name__)
 
 
-def build_state(
-    *,
-    seed_dir: Path | None = None,
-    mailboxes: Sequence[str] = (),
-    fault_rate: float = 0.0,
-    fault_statuses: Sequence[int] = DEFAULT_STATUSES,
-    fault_seed: int | None = None,
-    history_retention: int = DEFAULT_HISTORY_RETENTION,
-    quota_per_minute: int = 15_000,
-) -> EmulatorState:
+@dataclass(frozen=True)
+class EmulatorOptions:
+    """What a new emulator serves: its mailboxes, the seed of the first, faults and limits."""
+
+    mailboxes: Sequence[str] = ()
+    seed_dir: Path | None = None
+    fault_rate: float = 0.0
+    fault_statuses: Sequence[int] = DEFAULT_STATUSES
+    fault_seed: int | None = None
+    history_retention: int = DEFAULT_HISTORY_RETENTION
+    quota_per_minute: int = 15_000
+
+
+def build_state(options: EmulatorOptions) -> EmulatorState:
     """A long-running emulator's state: ids keep growing across restarts, as Gmail's do."""
     state = EmulatorState(
-        history_retention=history_retention,
-        quota_per_minute=quota_per_minute,
+        history_retention=options.history_retention,
+        quota_per_minute=options.quota_per_minute,
         start_ms=int(time.time() * 1000),
-        mailboxes=list(mailboxes) or [DEFAULT_MAILBOX],
+        mailboxes=list(options.mailboxes) or [DEFAULT_MAILBOX],
     )
-    if seed_dir is not None:
+    if options.seed_dir is not None:
         first = state.addresses[0]
-        ids = state.import_eml_dir(first, seed_dir)
-        logger.info("seeded %d messages from %s into %s", len(ids), seed_dir, first)
-    if fault_rate:
-        state.set_faults(fault_rate, fault_statuses, fault_seed)
+        ids = state.import_eml_dir(first, options.seed_dir)
+        logger.info("seeded %d messages from %s into %s", len(ids), options.seed_dir, first)
+    _apply_faults(state, options)
     return state
 
 
-def open_state(
-    *,
-    state_file: Path | None,
-    seed_dir: Path | None = None,
-    mailboxes: Sequence[str] = (),
-    fault_rate: float = 0.0,
-    fault_statuses: Sequence[int] = DEFAULT_STATUSES,
-    fault_seed: int | None = None,
-    history_retention: int = DEFAULT_HISTORY_RETENTION,
-    quota_per_minute: int = 15_000,
-) -> tuple[EmulatorState, bool]:
+def _apply_faults(state: EmulatorState, options: EmulatorOptions) -> None:
+    if options.fault_rate:
+        state.set_faults(options.fault_rate, options.fault_statuses, options.fault_seed)
+
+
+def open_state(options: EmulatorOptions, *, state_file: Path | None) -> tuple[EmulatorState, bool]:
     """The state to serve and whether it was loaded from ``state_file``.
 
     Loaded: ``seed_dir`` is ignored (seeding again would add every message a second time under
@@ -69,38 +68,23 @@ def open_state(
     the first periodic save cannot lose the seed's ids. A bad file raises EmulatorStateError.
     """
     if state_file is not None and state_file.exists():
-        state = EmulatorState.load(state_file, quota_per_minute=quota_per_minute)
-        for address in mailboxes:
+        state = EmulatorState.load(state_file, quota_per_minute=options.quota_per_minute)
+        for address in options.mailboxes:
             state.add_mailbox(address)
-        if fault_rate:
-            state.set_faults(fault_rate, fault_statuses, fault_seed)
+        _apply_faults(state, options)
         logger.info("loaded %s (mailboxes: %s)", state_file, ", ".join(state.addresses))
         return state, True
-    state = build_state(
-        seed_dir=seed_dir,
-        mailboxes=mailboxes,
-        fault_rate=fault_rate,
-        fault_statuses=fault_statuses,
-        fault_seed=fault_seed,
-        history_retention=history_retention,
-        quota_per_minute=quota_per_minute,
-    )
+    state = build_state(options)
     if state_file is not None:
         state.save(state_file)
     return state, False
 
 
 def run_emulator(
+    options: EmulatorOptions,
     *,
     host: str,
     port: int,
-    seed_dir: Path | None = None,
-    mailboxes: Sequence[str] = (),
-    fault_rate: float = 0.0,
-    fault_statuses: Sequence[int] = DEFAULT_STATUSES,
-    fault_seed: int | None = None,
-    history_retention: int = DEFAULT_HISTORY_RETENTION,
-    quota_per_minute: int = 15_000,
     log_level: str = "info",
     state_file: Path | None = None,
     save_interval: float = DEFAULT_SAVE_INTERVAL,
@@ -109,16 +93,7 @@ def run_emulator(
     (unless ``state_file`` exists: then it is loaded instead; see ``open_state``)."""
     from app.server import run_server  # the one way to run uvicorn (GC tuning included)
 
-    state, _ = open_state(
-        state_file=state_file,
-        seed_dir=seed_dir,
-        mailboxes=mailboxes,
-        fault_rate=fault_rate,
-        fault_statuses=fault_statuses,
-        fault_seed=fault_seed,
-        history_retention=history_retention,
-        quota_per_minute=quota_per_minute,
-    )
+    state, _ = open_state(options, state_file=state_file)
     saver = StateSaver(state, state_file, interval=save_interval) if state_file else None
     if saver is not None:
         saver.start()
