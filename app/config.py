@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     # A worker owns a mailbox for this long unless it renews; another takes over after expiry.
     lease_seconds: float = 60.0
     full_sync_days: int = 30
+    # Reply templates: `{{ company.name }}`; empty means the mailbox's display name.
+    company_name: str = ""
     log_level: str = "INFO"
     # "json": one JSON object a line, for log collectors; "text": for people.
     log_format: Literal["text", "json"] = "text"
