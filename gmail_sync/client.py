@@ -20,7 +20,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -91,6 +91,12 @@ class HistoryExpired(GmailError):
 class GmailNotFound(GmailError):
     status_code = 404
     code = "gmail_not_found"
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    records: list[dict[str, Any]]
+    history_id: int
 
 
 @dataclass
@@ -311,12 +317,27 @@ class GmailClient:
         *,
         history_types: Sequence[str] = ("messageAdded", "labelAdded", "labelRemoved"),
     ) -> tuple[list[dict[str, Any]], int]:
-        """All history records after ``start_history_id`` and the mailbox's latest historyId.
+        """All history records after ``start_history_id`` and the mailbox's latest historyId."""
+        records: list[dict[str, Any]] = []
+        latest = start_history_id
+        for page in self.iter_history(start_history_id, history_types=history_types):
+            records.extend(page.records)
+            latest = page.history_id
+        return records, latest
+
+    def iter_history(
+        self,
+        start_history_id: int,
+        *,
+        history_types: Sequence[str] = ("messageAdded", "labelAdded", "labelRemoved"),
+    ) -> Iterator[HistoryPage]:
+        """The history records after ``start_history_id``, a page at a time: a long backlog is
+        read without holding every record at once. Each page carries the mailbox's latest
+        historyId as Gmail reported it with that page.
 
         404 means the start id is older than Gmail keeps (Gmail "Synchronizing clients": "perform
         a full sync") → ``HistoryExpired``.
         """
-        records: list[dict[str, Any]] = []
         latest = start_history_id
         page_token: str | None = None
         while True:
@@ -336,12 +357,12 @@ class GmailClient:
                     http_status=404,
                     reason=exc.reason,
                 ) from exc
-            records.extend(response.get("history", []))
             if "historyId" in response:
                 latest = int(response["historyId"])
+            yield HistoryPage(records=response.get("history", []), history_id=latest)
             page_token = response.get("nextPageToken")
             if not page_token:
-                return records, latest
+                return
 
     def get_messages(
         self, ids: Sequence[str], *, format: str = "raw"

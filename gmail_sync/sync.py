@@ -12,7 +12,9 @@ nothing twice, and reads the label changes of the lost stretch from the labels t
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +22,7 @@ from app.db.base import utcnow
 from app.db.session import Database
 from app.mailboxes.models import Mailbox
 from app.messages.service import known_gmail_ids
-from gmail_sync.client import GmailClient, HistoryExpired
+from gmail_sync.client import GmailClient, HistoryExpired, HistoryPage
 from gmail_sync.ingest import IGNORED_LABELS, Ingestor
 from gmail_sync.labels_sync import LabelDelta, LabelSync
 from labels.taxonomy import Taxonomy
@@ -54,9 +56,33 @@ class SyncReport:
     errors: list[str] = field(default_factory=list)
 
 
-def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
+    chunk: list[str] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _note_record(record: dict[str, Any], label_changes: dict[str, list[LabelDelta]]) -> list[str]:
+    """The ids of messages a history record brings in, noting its label changes by thread."""
+    added: list[str] = []
+    for item in record.get("messagesAdded", []):
+        if _wanted(item["message"].get("labelIds", ())):
+            added.append(item["message"]["id"])
+    for key in ("labelsAdded", "labelsRemoved"):
+        for item in record.get(key, []):
+            message, ids = item["message"], frozenset(item.get("labelIds", ()))
+            # Moved into INBOX (rescued from spam, a filter's archive undone): new to us unless
+            # stored already, which the known-id check finds.
+            if key == "labelsAdded" and _RELEVANT & ids and _wanted(message.get("labelIds", ())):
+                added.append(message["id"])
+            delta = (ids, frozenset()) if key == "labelsAdded" else (frozenset(), ids)
+            label_changes.setdefault(message["threadId"], []).append(delta)
+    return added
 
 
 class MailboxSync:
@@ -74,6 +100,8 @@ class MailboxSync:
         self.client = client
         self.taxonomy = taxonomy
         self.labels = LabelSync(database, client, taxonomy)
+        # The client is shared by the history reader and the fetch thread (``_ingest_ids``).
+        self._client_lock = threading.Lock()
         # Checked before the cursor moves: a worker that lost its lease must not move it.
         self.still_leased = still_leased
 
@@ -113,27 +141,23 @@ class MailboxSync:
 
     # -- incremental -------------------------------------------------------------------------
     def _incremental(self, report: SyncReport, cursor: int) -> None:
-        records, latest = self.client.list_history(cursor)
-        added: list[str] = []
         label_changes: dict[str, list[LabelDelta]] = {}
-        for record in records:
-            for item in record.get("messagesAdded", []):
-                if _wanted(item["message"].get("labelIds", ())):
-                    added.append(item["message"]["id"])
-            for key in ("labelsAdded", "labelsRemoved"):
-                for item in record.get(key, []):
-                    message, ids = item["message"], frozenset(item.get("labelIds", ()))
-                    # Moved into INBOX (rescued from spam, a filter's archive undone): new to
-                    # us unless stored already, which the known-id check below finds.
-                    if (
-                        key == "labelsAdded"
-                        and _RELEVANT & ids
-                        and _wanted(message.get("labelIds", ()))
-                    ):
-                        added.append(message["id"])
-                    delta = (ids, frozenset()) if key == "labelsAdded" else (frozenset(), ids)
-                    label_changes.setdefault(message["threadId"], []).append(delta)
-        self._ingest_ids(report, list(dict.fromkeys(added)))
+        latest = cursor
+
+        def added() -> Iterator[str]:
+            """New message ids, read a history page at a time (a backlog of 20,000 records is
+            never held at once) and each once, as they come."""
+            nonlocal latest
+            seen: set[str] = set()
+            for page in self._one_at_a_time(self.client.iter_history(cursor)):
+                latest = page.history_id
+                for record in page.records:
+                    for message_id in _note_record(record, label_changes):
+                        if message_id not in seen:
+                            seen.add(message_id)
+                            yield message_id
+
+        self._ingest_ids(report, added())
         if label_changes:
             with self.database.unit_of_work() as session:
                 report.label_changes += self.labels.apply_history(
@@ -142,28 +166,60 @@ class MailboxSync:
         self._advance(report, latest)
 
     # -- shared ------------------------------------------------------------------------------
-    def _ingest_ids(self, report: SyncReport, ids: Sequence[str]) -> None:
-        for chunk in _chunks(ids, CHUNK):
-            # Stop early rather than fetch for a mailbox another worker now owns.
-            if not self.still_leased():
-                raise LeaseLost(report.mailbox)
-            with self.database.unit_of_work() as session:
-                known = known_gmail_ids(session, mailbox_id=self.mailbox_id, gmail_ids=chunk)
-            new = [i for i in chunk if i not in known]
-            report.duplicates += len(chunk) - len(new)
-            if not new:
-                continue
-            fetched = self.client.get_messages(new, format="raw")
-            report.fetched += sum(1 for m in fetched.values() if m is not None)
-            with self.database.unit_of_work() as session:
-                ingestor = Ingestor(session.get_one(Mailbox, self.mailbox_id))
-                for message_id in new:
-                    message: dict[str, Any] | None = fetched.get(message_id)
-                    if message is None:  # deleted between listing and fetching
-                        continue
-                    result = ingestor.ingest(session, message)
-                    report.tickets_created += int(result.created_ticket)
-                    report.duplicates += int(result.duplicate)
+    def _ingest_ids(self, report: SyncReport, ids: Iterable[str]) -> None:
+        """Fetch and store these messages a chunk per transaction. The next chunk's
+        messages.get batches run in a second thread while this one's are parsed and stored:
+        Gmail's latency and the database's then overlap instead of adding up."""
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gmail-fetch") as fetcher:
+            in_flight: tuple[list[str], Future[dict[str, dict[str, Any] | None]]] | None = None
+            for chunk in _chunks(ids, CHUNK):
+                # Stop early rather than fetch for a mailbox another worker now owns.
+                if not self.still_leased():
+                    raise LeaseLost(report.mailbox)
+                new = self._unknown(report, chunk)
+                fetching = (new, fetcher.submit(self._fetch, new)) if new else None
+                if in_flight is not None:
+                    self._store(report, *in_flight)
+                in_flight = fetching
+            if in_flight is not None:
+                self._store(report, *in_flight)
+
+    def _unknown(self, report: SyncReport, chunk: Sequence[str]) -> list[str]:
+        """The ids of the chunk not stored yet: only those are worth a messages.get."""
+        with self.database.unit_of_work() as session:
+            known = known_gmail_ids(session, mailbox_id=self.mailbox_id, gmail_ids=chunk)
+        report.duplicates += sum(1 for i in chunk if i in known)
+        return [i for i in chunk if i not in known]
+
+    def _fetch(self, ids: list[str]) -> dict[str, dict[str, Any] | None]:
+        with self._client_lock:
+            return self.client.get_messages(ids, format="raw")
+
+    def _one_at_a_time(self, pages: Iterator[HistoryPage]) -> Iterator[HistoryPage]:
+        """The history pages, each read while no fetch uses the client (httplib2 connections
+        are not thread-safe)."""
+        while True:
+            with self._client_lock:
+                page = next(pages, None)
+            if page is None:
+                return
+            yield page
+
+    def _store(
+        self,
+        report: SyncReport,
+        ids: list[str],
+        fetching: Future[dict[str, dict[str, Any] | None]],
+    ) -> None:
+        fetched = fetching.result()
+        # A message deleted between listing and fetching comes back as None.
+        messages = [m for m in (fetched.get(i) for i in ids) if m is not None]
+        report.fetched += len(messages)
+        with self.database.unit_of_work() as session:
+            ingestor = Ingestor(session.get_one(Mailbox, self.mailbox_id))
+            for result in ingestor.ingest_chunk(session, messages):
+                report.tickets_created += int(result.created_ticket)
+                report.duplicates += int(result.duplicate)
 
     def _advance(self, report: SyncReport, history_id: int) -> None:
         if not self.still_leased():

@@ -32,7 +32,7 @@ from app.mailboxes.models import Mailbox, MailboxAuthKind
 from app.main import create_app
 from app.messages.models import Message
 from app.tickets.models import Ticket
-from gmail_sync.client import GmailClient, RetryPolicy
+from gmail_sync.client import GmailClient, HistoryPage, RetryPolicy
 from gmail_sync.mailbox_access import client_for_mailbox
 from gmail_sync.worker import ClientFactory, Worker
 from labels.taxonomy import Taxonomy
@@ -79,9 +79,9 @@ class RecordedClient(GmailClient):
     record: Pass
     delay: float = 0.0
 
-    def list_history(self, *args: Any, **kwargs: Any) -> tuple[list[dict[str, Any]], int]:
+    def iter_history(self, *args: Any, **kwargs: Any) -> Iterator[HistoryPage]:
         time.sleep(self.delay)
-        return super().list_history(*args, **kwargs)
+        return super().iter_history(*args, **kwargs)
 
     def close(self) -> None:
         self.record.end = time.monotonic()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -62,6 +64,35 @@ def upsert_customer(
             customer.timezone = timezone
         session.flush()
     return customer, created
+
+
+def upsert_senders(
+    session: Session, senders: Sequence[tuple[str, str | None]]
+) -> dict[str, Customer]:
+    """The customers for these (address, display name) pairs of arrived mail, created where
+    missing: one multi-row ``INSERT … ON CONFLICT DO NOTHING`` and one ``SELECT`` for a whole
+    sync chunk. Addresses are kept as they came, lower-cased (see ``upsert_customer``); a later
+    pair's name wins, and a name is never blanked."""
+    names: dict[str, str | None] = {}
+    for email, name in senders:
+        address = email.strip().lower()
+        names[address] = name or names.get(address)
+    if not names:
+        return {}
+    now = utcnow()
+    rows = [
+        {"email": address, "name": name, "segment": "regular", "created_at": now, "updated_at": now}
+        for address, name in names.items()
+    ]
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    session.execute(insert(Customer).values(rows).on_conflict_do_nothing(index_elements=["email"]))
+    found = session.execute(select(Customer).where(Customer.email.in_(list(names)))).scalars()
+    customers = {customer.email: customer for customer in found}
+    for address, name in names.items():
+        if name and customers[address].name != name:
+            customers[address].name = name
+    return customers
 
 
 def get_customer(session: Session, customer_id: int) -> Customer:

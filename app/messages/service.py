@@ -42,3 +42,23 @@ def ticket_of_our_message(
         .limit(1)
     )
     return session.execute(stmt).scalar_one_or_none()
+
+
+def our_messages_by_rfc822(
+    session: Session, *, mailbox_id: int, rfc822_ids: Collection[str]
+) -> dict[str, tuple[int, int]]:
+    """Message-ID → (row id, ticket id) for those of these ids that WE sent (agent replies,
+    automatic mail): ``ticket_of_our_message`` for a whole sync chunk in one query."""
+    if not rfc822_ids:
+        return {}
+    stmt = select(Message.rfc822_message_id, Message.id, Message.ticket_id).where(
+        Message.mailbox_id == mailbox_id,
+        Message.rfc822_message_id.in_(list(rfc822_ids)),
+        Message.direction.in_([Direction.OUTBOUND, Direction.AUTO]),
+        Message.ticket_id.is_not(None),
+    )
+    found: dict[str, tuple[int, int]] = {}
+    for rfc822_id, row_id, ticket_id in session.execute(stmt):
+        if rfc822_id not in found or row_id > found[rfc822_id][0]:
+            found[rfc822_id] = (row_id, ticket_id)
+    return found

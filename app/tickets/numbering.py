@@ -16,13 +16,20 @@ COUNTER_NAME = "ticket"
 
 
 def allocate_ticket_number(session: Session) -> int:
+    return allocate_ticket_numbers(session, 1)[0]
+
+
+def allocate_ticket_numbers(session: Session, count: int) -> range:
+    """``count`` consecutive numbers in one statement (the sync opens a chunk's tickets at once)."""
+    if count < 1:
+        return range(0)
     stmt = (
         update(TicketCounter)
         .where(TicketCounter.name == COUNTER_NAME)
-        .values(value=TicketCounter.value + 1)
+        .values(value=TicketCounter.value + count)
         .returning(TicketCounter.value)
     )
-    number = session.execute(stmt).scalar_one_or_none()
-    if number is None:
+    last = session.execute(stmt).scalar_one_or_none()
+    if last is None:
         raise RuntimeError("the ticket counter row is missing: run `inboxdesk db upgrade`")
-    return int(number)
+    return range(int(last) - count + 1, int(last) + 1)

@@ -6,6 +6,7 @@ path obeys the same status machine and rights and leaves the same audit trail.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,7 +19,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from app.agents.models import Agent
 from app.agents.service import resolve_assignee
 from app.customers.models import Customer
-from app.customers.service import upsert_customer
+from app.customers.service import upsert_customer, upsert_senders
 from app.db.base import utcnow
 from app.emails import normalize_email
 from app.errors import AlreadyExists, Forbidden, NotFound, VersionConflict
@@ -33,7 +34,7 @@ from app.tickets.models import (
     TicketTag,
     TicketThread,
 )
-from app.tickets.numbering import allocate_ticket_number
+from app.tickets.numbering import allocate_ticket_number, allocate_ticket_numbers
 from app.tickets.schemas import TicketUpdate
 from app.tickets.status import check_transition
 
@@ -389,6 +390,85 @@ def find_ticket_by_thread(
     return session.execute(stmt).unique().scalar_one_or_none()
 
 
+def tickets_by_threads(
+    session: Session, *, mailbox_id: int, gmail_thread_ids: Collection[str]
+) -> dict[str, Ticket]:
+    """Gmail thread id → its ticket (with its threads, which a change marks for a label push),
+    for a whole sync chunk in two queries."""
+    if not gmail_thread_ids:
+        return {}
+    stmt = (
+        select(TicketThread.gmail_thread_id, Ticket)
+        .join(Ticket, TicketThread.ticket_id == Ticket.id)
+        .where(
+            TicketThread.mailbox_id == mailbox_id,
+            TicketThread.gmail_thread_id.in_(list(gmail_thread_ids)),
+        )
+        .options(selectinload(Ticket.threads))
+    )
+    return {thread_id: ticket for thread_id, ticket in session.execute(stmt)}
+
+
+def tickets_by_ids(session: Session, *, ticket_ids: Collection[int]) -> dict[int, Ticket]:
+    """Tickets by id, with their threads, in one query per kind (the sync's lookups)."""
+    if not ticket_ids:
+        return {}
+    stmt = (
+        select(Ticket).where(Ticket.id.in_(list(ticket_ids))).options(selectinload(Ticket.threads))
+    )
+    return {ticket.id: ticket for ticket in session.execute(stmt).scalars()}
+
+
+@dataclass
+class Opening:
+    """A conversation the sync found no ticket for (see ``open_tickets``)."""
+
+    sender_email: str
+    sender_name: str | None
+    subject: str
+    gmail_thread_id: str | None
+    tags: Sequence[str] = ()
+    previous_ticket_id: int | None = None
+
+
+def open_tickets(
+    session: Session, *, mailbox_id: int, openings: Sequence[Opening], actor: Actor
+) -> list[Ticket]:
+    """``create_ticket`` for a whole sync chunk: numbers in the given order from one counter
+    update, and one multi-row INSERT per table (customers, tickets, threads, tags, events).
+
+    A thread another transaction took meanwhile fails the flush on the unique (mailbox, thread)
+    constraint, and with it the chunk, which the next pass redoes.
+    """
+    if not openings:
+        return []
+    customers = upsert_senders(session, [(o.sender_email, o.sender_name) for o in openings])
+    numbers = allocate_ticket_numbers(session, len(openings))
+    tickets: list[Ticket] = []
+    for number, opening in zip(numbers, openings, strict=True):
+        ticket = Ticket(
+            number=number,
+            mailbox_id=mailbox_id,
+            customer_id=customers[opening.sender_email.strip().lower()].id,
+            subject=opening.subject.strip()[:998] or "(no subject)",
+            status=Status.NEW,
+            priority=Priority.NORMAL,
+            previous_ticket_id=opening.previous_ticket_id,
+        )
+        ticket.tag_rows = [TicketTag(tag=tag) for tag in sorted(set(opening.tags))]
+        ticket.threads = (
+            [TicketThread(mailbox_id=mailbox_id, gmail_thread_id=opening.gmail_thread_id)]
+            if opening.gmail_thread_id is not None
+            else []
+        )
+        tickets.append(ticket)
+    session.add_all(tickets)
+    session.flush()
+    for ticket in tickets:
+        record_event(session, ticket_id=ticket.id, actor=actor, field="created", new=ticket.number)
+    return tickets
+
+
 def find_ticket_by_number_in_mailbox(
     session: Session, *, mailbox_id: int, number: int
 ) -> Ticket | None:
@@ -445,7 +525,7 @@ def _touch(
 ) -> None:
     if any(field in LABELLED_FIELDS for field, _, _ in changes):
         mark_labels_dirty(ticket)
+    # No flush here: the sync writes a chunk's changes in one flush at its end.
     ticket.updated_at = utcnow()
-    session.flush()
     for field, old, new in changes:
         record_event(session, ticket_id=ticket.id, actor=actor, field=field, old=old, new=new)
