@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -113,52 +114,79 @@ class LabelSync:
                 .order_by(TicketThread.id)
                 .limit(limit)
             ).all()
-            wanted = {
-                row.id: self.taxonomy.labels_for(
-                    label_state(tickets.get_ticket(session, row.ticket_id))
-                )
-                for row in rows
-            }
+            wanted = self._wanted(session, [(row.id, row.ticket_id) for row in rows])
         if not rows:
             return report
         all_names = set().union(*wanted.values()) | self.taxonomy.fixed_labels()
         ids = self.ensure_label_ids(mailbox_id, all_names)
         ours = {name: label_id for name, label_id in ids.items() if self.taxonomy.is_ours(name)}
+        done: dict[int, tuple[frozenset[str], bool]] = {}  # row id → (labels applied, finished)
+        changes: dict[str, tuple[list[str], list[str]]] = {}
+        row_of_thread: dict[str, Any] = {}
         for row in rows:
             desired = wanted[row.id]
             if desired == frozenset(row.labels_applied or ()):
                 # Gmail shows this already (e.g. low → normal priority: neither has a label);
                 # a threads.modify would cost 10 units and change nothing.
-                self._pushed(row.id, desired)
+                done[row.id] = (desired, False)
                 continue
             add = sorted(ours[name] for name in desired)
             remove = sorted(label_id for name, label_id in ours.items() if name not in desired)
-            try:
-                self.client.modify_thread(row.gmail_thread_id, add=add, remove=remove)
-            except GmailNotFound:
+            changes[row.gmail_thread_id] = (add, remove)
+            row_of_thread[row.gmail_thread_id] = row
+        try:
+            outcomes = self.client.modify_threads(changes) if changes else {}
+        except AppError as exc:
+            report.failed += len(changes)
+            log.warning("label push failed for %d threads: %s", len(changes), exc)
+            outcomes = {}
+        stale_ids = False
+        for thread_id, outcome in outcomes.items():
+            row = row_of_thread[thread_id]
+            if outcome is None:
                 # The thread was deleted in Gmail: there is nothing to label, now or later.
-                self._pushed(row.id, frozenset(row.labels_applied or ()), done=True)
-                continue
-            except AppError as exc:
+                done[row.id] = (frozenset(row.labels_applied or ()), True)
+            elif isinstance(outcome, GmailError):
                 report.failed += 1
-                log.warning("label push failed for thread %s: %s", row.gmail_thread_id, exc)
-                if isinstance(exc, GmailError) and exc.http_status == 400:
-                    self.forget_label_ids(mailbox_id)
-                    break  # every push of this pass used the same, now stale, ids
-                continue
-            self._pushed(row.id, desired)
-            report.pushed += 1
+                log.warning("label push failed for thread %s: %s", thread_id, outcome)
+                # 400: a label id we cached no longer exists (deleted in Gmail).
+                stale_ids = stale_ids or outcome.http_status == 400
+            else:
+                done[row.id] = (wanted[row.id], False)
+                report.pushed += 1
+        if stale_ids:
+            self.forget_label_ids(mailbox_id)
+        self._pushed(done)
         return report
 
-    def _pushed(self, thread_row_id: int, applied: frozenset[str], *, done: bool = False) -> None:
+    def _wanted(
+        self, session: Session, threads: list[tuple[int, int]]
+    ) -> dict[int, frozenset[str]]:
+        """(thread row id, ticket id) → thread row id → the labels its ticket should show now."""
+        by_id = tickets.tickets_for_labels(
+            session, ticket_ids={ticket_id for _row, ticket_id in threads}
+        )
+        return {
+            row_id: self.taxonomy.labels_for(label_state(by_id[ticket_id]))
+            for row_id, ticket_id in threads
+        }
+
+    def _pushed(self, done: dict[int, tuple[frozenset[str], bool]]) -> None:
+        """Record what Gmail shows now, in one transaction for the whole push."""
+        if not done:
+            return
         with self.database.unit_of_work() as session:
-            thread = session.get_one(TicketThread, thread_row_id)
-            thread.labels_applied = sorted(applied)
-            # Still dirty if the ticket changed while we were writing: push again next time.
-            now_wanted = self.taxonomy.labels_for(
-                label_state(tickets.get_ticket(session, thread.ticket_id))
+            threads = list(
+                session.execute(
+                    select(TicketThread).where(TicketThread.id.in_(list(done)))
+                ).scalars()
             )
-            thread.labels_dirty = not done and now_wanted != applied
+            # Still dirty if the ticket changed while we were writing: push again next time.
+            now_wanted = self._wanted(session, [(t.id, t.ticket_id) for t in threads])
+            for thread in threads:
+                applied, finished = done[thread.id]
+                thread.labels_applied = sorted(applied)
+                thread.labels_dirty = not finished and now_wanted[thread.id] != applied
 
     def reconcile(self, mailbox_id: int) -> tuple[int, int]:
         """Compare every ticket thread's labels in Gmail with its ticket; mark drifted threads

@@ -653,6 +653,31 @@ def test_batch_part_with_a_permanent_error_is_raised_at_once(
     assert sleeps.waits == []
 
 
+def test_thread_modifies_go_in_batches_with_per_part_outcomes(
+    fake_gmail: FakeGmail, client: GmailClient, sleeps: Sleeps
+) -> None:
+    """Label writes for 60 threads: two batches (50 + 10); a 429 part is retried alone, a
+    deleted thread (404) is None and a refused one (400) is its error — neither stops the
+    others."""
+    threads = [f"t{i}" for i in range(60)]
+    modify = f"{USERS}/threads/{{}}/modify"
+    fake_gmail.fail("POST", modify.format("t3"), 429)
+    fake_gmail.fail("POST", modify.format("t7"), 404)
+    fake_gmail.fail("POST", modify.format("t9"), Fault(400, "invalidArgument"))
+
+    got = client.modify_threads({t: (["Label_1"], ["Label_2"]) for t in threads})
+
+    assert got["t7"] is None
+    refused = got["t9"]
+    assert isinstance(refused, GmailError)
+    assert refused.http_status == 400
+    written = {t: v for t, v in got.items() if isinstance(v, dict)}
+    assert set(written) == set(threads) - {"t7", "t9"}
+    assert written["t3"]["echo"] == {"addLabelIds": ["Label_1"], "removeLabelIds": ["Label_2"]}
+    assert [len(b.batch_parts) for b in fake_gmail.batches()] == [50, 1, 10]
+    assert sleeps.waits == [0.5]
+
+
 def test_a_failed_batch_request_is_sent_again_whole(
     fake_gmail: FakeGmail, client: GmailClient, sleeps: Sleeps
 ) -> None:

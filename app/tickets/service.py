@@ -419,6 +419,18 @@ def tickets_by_ids(session: Session, *, ticket_ids: Collection[int]) -> dict[int
     return {ticket.id: ticket for ticket in session.execute(stmt).scalars()}
 
 
+def tickets_for_labels(session: Session, *, ticket_ids: Collection[int]) -> dict[int, Ticket]:
+    """Tickets by id with what their Gmail labels show (assignee, tags): the label push."""
+    if not ticket_ids:
+        return {}
+    stmt = (
+        select(Ticket)
+        .where(Ticket.id.in_(list(ticket_ids)))
+        .options(joinedload(Ticket.assignee), selectinload(Ticket.tag_rows))
+    )
+    return {ticket.id: ticket for ticket in session.execute(stmt).unique().scalars()}
+
+
 @dataclass
 class Opening:
     """A conversation the sync found no ticket for (see ``open_tickets``)."""
