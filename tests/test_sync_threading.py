@@ -323,3 +323,51 @@ def test_one_thread_one_ticket_even_in_one_batch(desk: Desk) -> None:
         )
     assert per_thread == {a["threadId"]: 1, c["threadId"]: 1}
     assert desk.ticket_count() == 2
+
+
+def test_one_pass_sees_the_messages_it_stores_itself(desk: Desk) -> None:
+    """A whole conversation arriving between two passes, stored in one chunk: the agent's reply
+    from Gmail is the first response of the ticket its customer's message opened in the same
+    chunk, and the customer's answer in a new Gmail thread joins through that reply's
+    Message-ID, which is in no table yet when the chunk starts."""
+    desk.sync()  # the first (full) pass of an empty mailbox: later mail comes through history
+    first = desk.receive("Invoice is wrong", "i1@customer.test")
+    sent_at = datetime.now(UTC).replace(microsecond=0)
+    reply = desk.agent_sends(
+        "Re: Invoice is wrong",
+        "ia1@shop.test",
+        references=("i1@customer.test",),
+        date=format_datetime(sent_at),
+    )
+    moved = desk.receive(
+        "VAT number for the invoice",
+        "i2@customer.test",
+        references=("i1@customer.test", "ia1@shop.test"),
+    )
+    stranger = desk.receive(
+        "Invoices in general",
+        "x1@elsewhere.test",
+        sender=STRANGER,
+        references=("i1@customer.test",),
+    )
+    assert len({first["threadId"], moved["threadId"], stranger["threadId"]}) == 3
+
+    report = desk.sync()
+
+    assert not report.full_sync
+    assert report.tickets_created == 2
+    ticket = desk.ticket_of(first["id"])
+    assert ticket is not None
+    for later in (reply, moved):
+        joined = desk.ticket_of(later["id"])
+        assert joined is not None
+        assert joined.id == ticket.id
+    assert set(ticket.gmail_thread_ids) == {first["threadId"], moved["threadId"]}
+    assert ticket.status == Status.OPEN
+    assert ticket.first_response_at is not None
+    assert ticket.first_response_at.replace(tzinfo=UTC) == sent_at
+    assert [e.new_value for e in desk.events(ticket.id, "status")] == [Status.OPEN.value]
+    other = desk.ticket_of(stranger["id"])
+    assert other is not None
+    assert other.id != ticket.id
+    assert other.number == ticket.number + 1
