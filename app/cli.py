@@ -20,6 +20,10 @@ cli.add_typer(db_cli, name="db")
 cli.add_typer(agent_cli, name="agent")
 mailbox_cli = typer.Typer(help="Support mailboxes connected to Gmail.", no_args_is_help=True)
 cli.add_typer(mailbox_cli, name="mailbox")
+templates_cli = typer.Typer(
+    help="The shared reply-template library: seed, import, export (JSON).", no_args_is_help=True
+)
+cli.add_typer(templates_cli, name="templates")
 
 DEMO_ADMIN_EMAIL = "admin@demo.inboxdesk.test"
 
@@ -93,6 +97,10 @@ def mailbox_add(
     language: Annotated[
         str | None, typer.Option("--language", help="two-letter language (default en)")
     ] = None,
+    timezone: Annotated[
+        str | None,
+        typer.Option("--timezone", help="IANA zone for customers of unknown zone (default UTC)"),
+    ] = None,
     open_browser: Annotated[
         bool, typer.Option("--open-browser/--no-browser", help="OAuth: open the consent page")
     ] = True,
@@ -130,6 +138,7 @@ def mailbox_add(
                 credentials=credentials,
                 secret_key=settings.secret_key,
                 language=language,
+                timezone=timezone,
             )
             summary = f"mailbox {mailbox.email} ({kind.value}) connected with id {mailbox.id}"
     except AppError as exc:
@@ -160,6 +169,81 @@ def _mailbox_credentials(
     if account != address:
         raise AppError(f"these credentials open the Gmail account {account}, not {address}")
     return kind, info
+
+
+@templates_cli.command("seed")
+def templates_seed() -> None:
+    """Add the default templates (Russian and English) that are not there yet."""
+    from app.db.session import get_database
+    from templates_replies.library import seed_default_templates
+
+    try:
+        with get_database().unit_of_work() as session:
+            created, kept = seed_default_templates(session)
+    except AppError as exc:
+        raise _fail(exc.message) from None
+    typer.echo(f"default templates: {created} created, {kept} already there")
+
+
+@templates_cli.command("import")
+def templates_import(
+    file: Annotated[Path, typer.Argument(help="a JSON document made by `templates export`")],
+) -> None:
+    """Create or update shared templates from FILE: all of them, or none if one is invalid.
+
+    A template with the name and language of an existing shared one replaces its content.
+    """
+    import json
+
+    from app.db.session import get_database
+    from templates_replies.library import import_library
+
+    try:
+        document = json.loads(file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise _fail(f"cannot read {file}: {exc.strerror or exc}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _fail(f"{file} is not a JSON document: {exc}") from None
+    if not isinstance(document, dict):
+        raise _fail(f"{file} is not a template library (a JSON object with a templates list)")
+    try:
+        with get_database().unit_of_work() as session:
+            result = import_library(session, document=document, agent=None)
+    except AppError as exc:
+        raise _fail(f"{exc.message}") from None
+    for warning in result.warnings:
+        typer.echo(
+            f"spelling: template {warning.index} ({warning.name}): {', '.join(warning.words)}"
+        )
+    typer.echo(
+        f"templates: {result.created} created, {result.updated} updated, "
+        f"{result.unchanged} unchanged"
+    )
+
+
+@templates_cli.command("export")
+def templates_export(
+    file: Annotated[
+        Path | None, typer.Argument(help="where to write the JSON (default: standard output)")
+    ] = None,
+) -> None:
+    """Write the shared templates as one JSON document (personal ones stay with their owners)."""
+    import json
+
+    from app.db.session import get_database
+    from templates_replies.library import export_library
+
+    with get_database().unit_of_work() as session:
+        document = export_library(session, agent=None)
+    text = json.dumps(document, ensure_ascii=False, indent=2) + "\n"
+    if file is None:
+        typer.echo(text, nl=False)
+        return
+    try:
+        file.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise _fail(f"cannot write {file}: {exc.strerror or exc}") from None
+    typer.echo(f"{len(document['templates'])} templates written to {file}")
 
 
 @cli.command("serve")

@@ -33,6 +33,7 @@ from app.tickets.models import Ticket
 from gmail_sync.emulator.persistence import EmulatorStateError
 from gmail_sync.emulator.server import EmulatorOptions, EmulatorThread, open_state
 from gmail_sync.worker import Worker
+from templates_replies.library import seed_default_templates
 
 DEMO_MAILBOX = "support@demo.inboxdesk.test"
 DEMO_MAIL_DIR = Path(gmail_sync.__file__).resolve().parent / "demo_mail"
@@ -54,8 +55,8 @@ class DemoError(Exception):
 
 
 def prepare_demo(*, admin_email: str) -> str:
-    """Create the demo admin and connect the demo mailbox to the emulator (both once), and
-    return a fresh API token for the admin.
+    """Create the demo admin, connect the demo mailbox to the emulator and seed the default reply
+    templates (each once), and return a fresh API token for the admin.
 
     Tokens are stored hashed and cannot be shown again, so each run issues a new one.
     """
@@ -74,6 +75,8 @@ def prepare_demo(*, admin_email: str) -> str:
             secret_key=settings.secret_key,
         )
         mailbox.full_sync_days = DEMO_FULL_SYNC_DAYS
+        # The default reply templates, once: later runs keep what the demo user changed.
+        seed_default_templates(session)
         # A demo killed without Ctrl-C (SIGKILL, a closed terminal) left its lease behind; this
         # data dir has no other worker, so the new one need not wait for it to expire.
         session.execute(

@@ -11,6 +11,7 @@ from app.customers.routes import router as customers_router
 from app.db.session import Database, get_database
 from app.mailboxes.routes import router as mailboxes_router
 from app.tickets.routes import router as tickets_router
+from templates_replies.routes import router as templates_router
 
 API_DESCRIPTION = """\
 Inboxdesk's REST API. Authenticate with an agent's API token: `Authorization: Bearer ibx_…`
@@ -32,7 +33,13 @@ def create_app(database: Database | None = None) -> FastAPI:
     app.state.database = database or get_database()
     install_error_handlers(app)
     app.add_middleware(ServerTimingMiddleware)
-    for router in (tickets_router, customers_router, agents_router, mailboxes_router):
+    for router in (
+        tickets_router,
+        customers_router,
+        agents_router,
+        mailboxes_router,
+        templates_router,
+    ):
         app.include_router(router)
 
     @app.get("/healthz", tags=["meta"])

@@ -1,1 +1,3 @@
-"""Reply templates: storage now; sandboxed rendering, variables and suggestions come next."""
+"""Reply templates: storage and rights (service), sandboxed rendering (sandbox, context,
+greeting), the spelling check, suggestions (ranking, suggestions) and the library (library,
+defaults)."""

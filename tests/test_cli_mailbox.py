@@ -87,14 +87,19 @@ def test_add_emulator_mailbox_and_readd_it(cli_db: str, tmp_path: Path) -> None:
     env = env_for(tmp_path, cli_db)
     added = run_cli(
         env, "mailbox", "add", "Support@Shop.test", "--emulator", "--name", "Shop", "--language",
-        "ru",
+        "ru", "--timezone", "Asia/Kamchatka",
     )  # fmt: skip
     assert added.returncode == 0, added.stderr
     assert added.stdout.strip() == (
         "mailbox support@shop.test (emulator) connected with id 1, state active"
     )
     [row] = mailbox_rows(cli_db)
-    assert (row["email"], row["name"], row["language"]) == (MAILBOX, "Shop", "ru")
+    assert (row["email"], row["name"], row["language"], row["timezone"]) == (
+        MAILBOX,
+        "Shop",
+        "ru",
+        "Asia/Kamchatka",
+    )
     assert (row["auth_kind"], row["state"], row["credentials_encrypted"]) == (
         "emulator",
         "active",
@@ -106,6 +111,12 @@ def test_add_emulator_mailbox_and_readd_it(cli_db: str, tmp_path: Path) -> None:
     assert again.returncode == 0, again.stderr
     [row] = mailbox_rows(cli_db)
     assert (row["id"], row["name"], row["state"], row["last_error"]) == (1, "Shop", "active", None)
+    assert row["timezone"] == "Asia/Kamchatka"
+
+    unknown_zone = run_cli(env, "mailbox", "add", MAILBOX, "--emulator", "--timezone", "Mars/Base")
+    assert_clean_failure(unknown_zone, "Mars/Base")
+    [row] = mailbox_rows(cli_db)
+    assert row["timezone"] == "Asia/Kamchatka"
 
 
 def test_add_service_account_mailbox(cli_db: str, tmp_path: Path, fake_gmail: FakeGmail) -> None:

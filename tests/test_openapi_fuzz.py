@@ -17,7 +17,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from schemathesis.config import SchemathesisConfig
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, select
 
 from app.agents import service as agents
 from app.agents.models import Agent
@@ -27,6 +27,8 @@ from app.main import create_app
 from app.tickets import service as tickets
 from app.tickets.events import Actor
 from app.tickets.models import Priority
+from templates_replies.library import seed_default_templates
+from templates_replies.models import ReplyTemplate
 from tests.conftest import Caller
 
 MAX_EXAMPLES = 30
@@ -121,12 +123,15 @@ def fuzz_db(db: Database, mailbox: Mailbox, admin: Caller) -> Iterator[Database]
             for n, priority in enumerate(Priority)
         ]
         spare, _ = agents.issue_token(s, agent=s.get(Agent, admin.agent.id), name="spare")
+        seed_default_templates(s)
+        template_id = s.scalars(select(ReplyTemplate.id).order_by(ReplyTemplate.id)).first()
         ticket = created[0]
         _REAL_PATH.update(
             ticket_id=ticket.id,
             customer_id=ticket.customer_id,
             agent_id=admin.agent.id,
             token_id=spare.id,
+            template_id=template_id,
         )
         _REAL_QUERY.update(
             number=ticket.number,

@@ -46,6 +46,8 @@ class Mailbox(TimestampMixin, Base):
         ForeignKey("business_calendars.id", ondelete="SET NULL")
     )
     language: Mapped[str] = mapped_column(String(8), default="en")
+    # IANA zone: a reply's greeting when neither the customer nor their mail tells their zone.
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     auto_ack_enabled: Mapped[bool] = mapped_column(default=True)
     last_synced_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(String(1000))

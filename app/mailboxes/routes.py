@@ -17,6 +17,6 @@ def list_mailboxes(session: SessionDep, _agent: CurrentAgent) -> list[MailboxRea
 @router.post("", response_model=MailboxRead, status_code=status.HTTP_201_CREATED)
 def create_mailbox(body: MailboxCreate, session: SessionDep, _admin: AdminAgent) -> MailboxRead:
     mailbox = service.create_mailbox(
-        session, email=body.email, name=body.name, language=body.language
+        session, email=body.email, name=body.name, language=body.language, timezone=body.timezone
     )
     return MailboxRead.model_validate(mailbox)

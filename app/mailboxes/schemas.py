@@ -15,6 +15,11 @@ class MailboxCreate(BaseModel):
     email: str = Field(min_length=3, max_length=320)
     name: str = Field(min_length=1, max_length=200, pattern=NO_NUL)
     language: str = Field(default="en", pattern=r"^[a-z]{2}$")
+    timezone: str = Field(
+        default="UTC",
+        max_length=64,
+        description="IANA zone: templates greet a customer of unknown zone in this one",
+    )
 
 
 class MailboxRead(BaseModel):
@@ -26,6 +31,7 @@ class MailboxRead(BaseModel):
     auth_kind: MailboxAuthKind
     state: MailboxState
     language: str
+    timezone: str
     auto_ack_enabled: bool
     created_at: datetime
     # Sync status (gmail_sync/worker.py).

@@ -11,6 +11,7 @@ from app.db.base import MAX_INTEGER
 from app.emails import normalize_email
 from app.errors import AlreadyExists, NotFound, ValidationFailed
 from app.mailboxes.models import Mailbox, MailboxAuthKind, MailboxState
+from app.timezones import check_timezone
 
 _LANGUAGE = re.compile(r"[a-z]{2}")
 
@@ -21,12 +22,16 @@ def create_mailbox(
     email: str,
     name: str,
     language: str = "en",
+    timezone: str = "UTC",
     auth_kind: MailboxAuthKind = MailboxAuthKind.NONE,
 ) -> Mailbox:
     address = normalize_email(email)
+    check_timezone(timezone)
     if find_mailbox(session, address) is not None:
         raise AlreadyExists(f"mailbox {address} already exists", code="mailbox_exists")
-    mailbox = Mailbox(email=address, name=name, language=language, auth_kind=auth_kind)
+    mailbox = Mailbox(
+        email=address, name=name, language=language, timezone=timezone, auth_kind=auth_kind
+    )
     session.add(mailbox)
     session.flush()
     return mailbox
@@ -41,14 +46,17 @@ def connect_mailbox(
     credentials: dict[str, Any] | None,
     secret_key: Secret,
     language: str | None = None,
+    timezone: str | None = None,
 ) -> Mailbox:
     """Create the mailbox, or give an existing one new credentials; either way it is ``active``.
 
     Re-adding is how a mailbox in ``needs_reauth`` comes back: its history cursor is kept, so the
     sync resumes where it stopped. ``credentials`` (a refresh token, a key) are stored only
     encrypted; ``None`` (the emulator) stores nothing. ``name``/``language`` ``None`` keep the
-    existing values (new mailbox: the address, English).
+    existing values (new mailbox: the address, English); so does ``timezone`` (new: UTC).
     """
+    if timezone is not None:
+        check_timezone(timezone)
     if language is not None and not _LANGUAGE.fullmatch(language):
         raise ValidationFailed(f"language must be two lower-case letters, not {language!r}")
     if name is not None and not 0 < len(name) <= 200:  # the column's size (MailboxCreate too)
@@ -58,13 +66,20 @@ def connect_mailbox(
     encrypted = encrypt_json(credentials, secret_key) if credentials is not None else None
     mailbox = find_mailbox(session, address)
     if mailbox is None:
-        mailbox = Mailbox(email=address, name=name or address, language=language or "en")
+        mailbox = Mailbox(
+            email=address,
+            name=name or address,
+            language=language or "en",
+            timezone=timezone or "UTC",
+        )
         session.add(mailbox)
     else:
         if name:
             mailbox.name = name
         if language:
             mailbox.language = language
+        if timezone:
+            mailbox.timezone = timezone
     mailbox.auth_kind = auth_kind
     mailbox.credentials_encrypted = encrypted
     mailbox.state = MailboxState.ACTIVE

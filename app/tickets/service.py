@@ -40,7 +40,7 @@ from app.tickets.status import check_transition
 
 _FULL_TICKET = (
     # Only what a ticket shows of its mailbox: never drag the stored credentials along.
-    joinedload(Ticket.mailbox).load_only(Mailbox.id, Mailbox.email, Mailbox.name),
+    joinedload(Ticket.mailbox).load_only(Mailbox.id, Mailbox.email, Mailbox.name, Mailbox.timezone),
     joinedload(Ticket.customer),
     joinedload(Ticket.assignee),
     selectinload(Ticket.tag_rows),
