@@ -344,7 +344,7 @@ CASES = [
     Bad("ticket-unknown-mailbox-id", 422, "unknown_mailbox",
         call("POST", "/tickets", {**NEW, "mailbox": str(MISSING)})),
     Bad("mailbox-unknown-timezone", 422, "unknown_timezone",
-        call("POST", "/mailboxes", {"email": "tz@shop.test", "name": "T", "timezone": "Mars/Base"})),
+        call("POST", "/mailboxes", {"email": "tz@shop.test", "name": "T", "timezone": "Mars/X"})),
     Bad("customer-unknown-timezone", 422, "unknown_timezone",
         call("POST", "/customers", {"email": "tz@example.com", "timezone": "Mars/Olympus_Mons"})),
     Bad("customer-patch-unknown-timezone", 422, "unknown_timezone",
