@@ -1,9 +1,12 @@
-"""``python -m benchmarks``: the ticket list on 100,000 tickets, then the Gmail sync.
+"""``python -m benchmarks``: the ticket list on 100,000 tickets, the Gmail sync, then the reply
+templates.
 
-``--only list`` / ``--only sync`` runs one part. The ticket list (``ticket_list``): seed 100,000
-tickets, serve the app, time the list. The Gmail sync (``sync_speed``): quota units per new
-message, messages per second into SQLite and PostgreSQL, memory; it needs no seeded database (its
-PostgreSQL measurement uses a scratch database on the same server, and SQLite temp files).
+``--only list`` / ``--only sync`` / ``--only templates`` runs one part. The ticket list
+(``ticket_list``): seed 100,000 tickets, serve the app, time the list. The Gmail sync
+(``sync_speed``): quota units per new message, messages per second into SQLite and PostgreSQL,
+memory. The reply templates (``templates``): render and suggestions over a library of 500, served
+on PostgreSQL and on SQLite. The last two need no seeded database (their PostgreSQL measurements
+use a scratch database on the same server, and SQLite temp files).
 
 The database comes from ``--database-url``, else ``INBOXDESK_TEST_DATABASE_URL`` (what
 ``scripts/with-postgres.sh`` exports for a throwaway server, so ``make bench`` needs nothing), else
@@ -32,7 +35,7 @@ from app.agents.service import issue_token, revoke_token
 from app.db import migrations
 from app.db.session import Database
 from app.tickets.models import Ticket, TicketTag
-from benchmarks import explain, seed, sync_speed, ticket_list
+from benchmarks import explain, seed, sync_speed, templates, ticket_list
 from benchmarks.server import running_server
 
 EXIT_FAIL = 1
@@ -42,10 +45,13 @@ EXIT_REFUSED = 2
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
-        description="Time GET /api/v1/tickets on 100,000 tickets, and the Gmail sync.",
+        description="Time GET /api/v1/tickets on 100,000 tickets, the Gmail sync, and the "
+        "reply templates (render, suggestions).",
     )
     parser.add_argument(
-        "--only", choices=("list", "sync"), help="run one part: the ticket list or the Gmail sync"
+        "--only",
+        choices=("list", "sync", "templates"),
+        help="run one part: the ticket list, the Gmail sync or the reply templates",
     )
     parser.add_argument(
         "--database-url",
@@ -98,7 +104,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=sync_speed.Options.wave_size,
         help="new conversations per poll (at most 500: one pass pushes 500 label writes)",
     )
+    replies = parser.add_argument_group("reply templates")
+    replies.add_argument(
+        "--template-requests",
+        type=int,
+        default=templates.Options.requests,
+        help="timed requests, render and suggestions each",
+    )
+    replies.add_argument(
+        "--template-warmup",
+        type=int,
+        default=templates.Options.warmup,
+        help="untimed requests before each",
+    )
     args = parser.parse_args(argv)
+    if args.template_requests < 1 or args.template_warmup < 0:
+        parser.error("--template-requests must be at least 1, --template-warmup not negative")
     try:
         args.sync_sizes = tuple(int(n) for n in args.sync_sizes.split(","))
     except ValueError:
@@ -138,6 +159,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if codes:
             sys.stdout.write("\n")
         codes.append(main_sync(args))
+    if args.only in (None, "templates"):
+        if codes:
+            sys.stdout.write("\n")
+        codes.append(main_templates(args))
     return max(codes)
 
 
@@ -164,6 +189,33 @@ def main_sync(args: argparse.Namespace) -> int:
         return EXIT_FAIL
     machine_load("after", busy=busy)
     out.write(f"\nsync benchmark runtime {time.perf_counter() - began:.1f} s\n")
+    return print_verdicts(verdicts)
+
+
+def main_templates(args: argparse.Namespace) -> int:
+    """The reply-template benchmark: PostgreSQL if the URL is one (the verdict), and SQLite."""
+    url = database_url(args)
+    postgres = url if url and make_url(url).get_backend_name() == "postgresql" else None
+    out = sys.stdout
+    began = time.perf_counter()
+    out.write("Inboxdesk reply-template benchmark (real app under uvicorn, REST API)\n")
+    machine_load("before")
+    options = templates.Options(
+        requests=args.template_requests, warmup=args.template_warmup, seed=args.seed
+    )
+    try:
+        verdicts = templates.run(postgres, options, out)
+    except RuntimeError as exc:  # the app failed to start or answered wrongly
+        sys.stderr.write(f"benchmarks: templates: error: {exc}\n")
+        return EXIT_FAIL
+    machine_load("after")
+    out.write(f"\ntemplates benchmark runtime {time.perf_counter() - began:.1f} s\n")
+    return print_verdicts(verdicts)
+
+
+def print_verdicts(verdicts: list[sync_speed.Verdict]) -> int:
+    """PASS / FAIL / SKIP per target; the exit code fails if one failed."""
+    out = sys.stdout
     failed = False
     for verdict in verdicts:
         word = {True: "PASS", False: "FAIL", None: "SKIP"}[verdict.passed]

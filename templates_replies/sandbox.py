@@ -748,7 +748,7 @@ def _compile(source: str, is_html: bool) -> _Compiled:
         _STATE.reset(token)
 
 
-@lru_cache(maxsize=512)
+@lru_cache(maxsize=4096)
 def _compile_cached(source: str, is_html: bool) -> _Compiled:
     # Failures come back as a cached result, not an exception: lru_cache does not keep exceptions,
     # and a template that is slow to reject would be parsed again on every request.

@@ -18,8 +18,10 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from app.agents.models import Agent, Role
+from app.customers.models import Customer
 from app.db.base import utcnow
 from app.errors import AlreadyExists, Forbidden, NotFound, ValidationFailed, VersionConflict
+from app.mailboxes.models import Mailbox
 from app.messages.models import Direction, Message
 from app.tickets.models import Ticket
 from templates_replies import sandbox, spelling
@@ -95,13 +97,20 @@ def get_template(session: Session, *, template_id: int, agent: Agent | None) -> 
 
 
 def get_ticket(session: Session, ticket_id: int) -> Ticket:
-    """The ticket row alone, 404 as on the ticket routes. Not tickets.service.get_ticket: its
-    eager loads (tags, threads, assignee) are half the cost of a render, and nothing here needs
-    them (build_context fetches the customer and mailbox by id)."""
-    ticket = session.get(Ticket, ticket_id)
-    if ticket is None:
+    """The ticket with its customer and mailbox in one statement, 404 as on the ticket routes.
+
+    Not tickets.service.get_ticket: its eager loads (tags, threads, assignee) are unused here.
+    The customer and mailbox land in the identity map, where build_context finds them by id
+    without another query: a render is a few queries, not six."""
+    row = session.execute(
+        select(Ticket, Customer, Mailbox)
+        .join(Customer, Customer.id == Ticket.customer_id)
+        .join(Mailbox, Mailbox.id == Ticket.mailbox_id)
+        .where(Ticket.id == ticket_id)
+    ).first()
+    if row is None:
         raise NotFound(f"ticket {ticket_id} not found", code="ticket_not_found")
-    return ticket
+    return row[0]
 
 
 # -- listing --------------------------------------------------------------------------------------
