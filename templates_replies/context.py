@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date, format_datetime, format_time
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, ScalarSelect, func, select
 from sqlalchemy.orm import Session
 
 from app.agents.models import Agent
@@ -107,27 +107,41 @@ def _zone(name: str | None) -> tzinfo | None:
         return None  # checked where it entered; a zone retired from tzdata since falls through
 
 
-def _latest_inbound_offset(session: Session, customer: Customer) -> int | None:
-    """The offset of the customer's newest message that carried one.
+# session.info key: customer id → the offset ``latest_inbound_offset`` found (None: none), for
+# callers that read it together with other rows (templates_replies.service.render_saved).
+KNOWN_OFFSETS = "inboxdesk.customer_offsets"
+
+
+def latest_inbound_offset(
+    customer_id: int | ColumnElement[int], customer_email: str | ColumnElement[str]
+) -> ScalarSelect[int | None]:
+    """The offset of the customer's newest message that carried one, as a scalar subquery.
 
     Looked up through the customer's tickets (both indexed), not by sender address across all
     messages (not indexed). Only mail the customer wrote counts: a colleague in copy may be
     elsewhere, and our own replies carry our offset.
     """
-    stmt = (
+    return (
         select(Message.utc_offset_minutes)
         .join(Ticket, Ticket.id == Message.ticket_id)
         .where(
-            Ticket.customer_id == customer.id,
+            Ticket.customer_id == customer_id,
             Message.direction == Direction.INBOUND,
-            func.lower(Message.from_address) == customer.email.lower(),
+            func.lower(Message.from_address) == func.lower(customer_email),
             Message.utc_offset_minutes.is_not(None),
             Message.utc_offset_minutes.between(-_MAX_OFFSET_MINUTES, _MAX_OFFSET_MINUTES),
         )
         .order_by(Message.date.is_(None), Message.date.desc(), Message.id.desc())
         .limit(1)
+        .scalar_subquery()
     )
-    return session.execute(stmt).scalar_one_or_none()
+
+
+def _latest_inbound_offset(session: Session, customer: Customer) -> int | None:
+    known: dict[int, int | None] = session.info.get(KNOWN_OFFSETS, {})
+    if customer.id in known:
+        return known[customer.id]
+    return session.execute(select(latest_inbound_offset(customer.id, customer.email))).scalar()
 
 
 def first_name(name: str | None) -> str:

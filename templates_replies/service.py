@@ -12,9 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
 from app.agents.models import Agent, Role
@@ -25,7 +26,7 @@ from app.mailboxes.models import Mailbox
 from app.messages.models import Direction, Message
 from app.tickets.models import Ticket
 from templates_replies import sandbox, spelling
-from templates_replies.context import build_context
+from templates_replies.context import KNOWN_OFFSETS, build_context, latest_inbound_offset
 from templates_replies.models import (
     MESSAGE_EXCERPT_CHARS,
     ReplyTemplate,
@@ -97,20 +98,28 @@ def get_template(session: Session, *, template_id: int, agent: Agent | None) -> 
 
 
 def get_ticket(session: Session, ticket_id: int) -> Ticket:
-    """The ticket with its customer and mailbox in one statement, 404 as on the ticket routes.
+    """The ticket with its customer and mailbox, 404 as on the ticket routes."""
+    row = session.execute(_ticket_with_parties().where(Ticket.id == ticket_id)).first()
+    if row is None:
+        raise NotFound(f"ticket {ticket_id} not found", code="ticket_not_found")
+    return _holding_parties(*row)
 
-    Not tickets.service.get_ticket: its eager loads (tags, threads, assignee) are unused here.
-    The customer and mailbox land in the identity map, where build_context finds them by id
-    without another query: a render is a few queries, not six."""
-    row = session.execute(
+
+def _ticket_with_parties() -> Select[tuple[Ticket, Customer, Mailbox]]:
+    # Not tickets.service.get_ticket: its eager loads (tags, threads, assignee) are unused here.
+    return (
         select(Ticket, Customer, Mailbox)
         .join(Customer, Customer.id == Ticket.customer_id)
         .join(Mailbox, Mailbox.id == Ticket.mailbox_id)
-        .where(Ticket.id == ticket_id)
-    ).first()
-    if row is None:
-        raise NotFound(f"ticket {ticket_id} not found", code="ticket_not_found")
-    return row[0]
+    )
+
+
+def _holding_parties(ticket: Ticket, customer: Customer, mailbox: Mailbox) -> Ticket:
+    """The ticket, holding on to its customer and mailbox: the identity map keeps objects only
+    while something refers to them, and build_context finds them there by id, with no query."""
+    set_committed_value(ticket, "customer", customer)
+    set_committed_value(ticket, "mailbox", mailbox)
+    return ticket
 
 
 # -- listing --------------------------------------------------------------------------------------
@@ -316,20 +325,56 @@ def delete_template(session: Session, *, template_id: int, agent: Agent) -> None
 # -- rendering ------------------------------------------------------------------------------------
 
 
+# Built once: the template (if the agent sees it), the ticket, its customer and mailbox, and the
+# customer's latest Date offset (wanted only when they have no zone on record) in one statement.
+_RENDER_ROWS = (
+    select(
+        ReplyTemplate,
+        Ticket,
+        Customer,
+        Mailbox,
+        latest_inbound_offset(Customer.id, Customer.email),
+    )
+    .select_from(ReplyTemplate)
+    .outerjoin(Ticket, Ticket.id == bindparam("ticket_id"))
+    .outerjoin(Customer, Customer.id == Ticket.customer_id)
+    .outerjoin(Mailbox, Mailbox.id == Ticket.mailbox_id)
+    .where(
+        ReplyTemplate.id == bindparam("template_id"),
+        or_(
+            ReplyTemplate.visibility == Visibility.SHARED,
+            ReplyTemplate.owner_id == bindparam("agent_id"),
+        ),
+    )
+)
+
+
 def render_saved(
     session: Session, *, template_id: int, ticket_id: int | None, agent: Agent
 ) -> sandbox.RenderedTemplate:
     """The template filled in for a ticket (sample values without one). Problems while rendering
-    become warnings, never an error (sandbox.render_template)."""
-    template = get_template(session, template_id=template_id, agent=agent)
-    return _render(
-        session,
-        body=template.body,
-        subject=template.subject,
-        is_html=template.is_html,
-        language=template.language,
-        ticket_id=ticket_id,
-        agent=agent,
+    become warnings, never an error (sandbox.render_template).
+
+    One prepared statement reads everything (``_RENDER_ROWS``): the sidebar's compose card
+    renders on every insert, so each round trip and each statement built counts."""
+    if ticket_id is None:
+        template = get_template(session, template_id=template_id, agent=agent)
+        ticket = None
+    else:
+        found = session.execute(
+            _RENDER_ROWS,
+            {"template_id": template_id, "ticket_id": ticket_id, "agent_id": agent.id},
+        ).first()
+        if found is None:
+            raise TemplateNotFound(f"template {template_id} not found")
+        template, ticket, customer, mailbox, offset = found
+        if ticket is None:
+            raise NotFound(f"ticket {ticket_id} not found", code="ticket_not_found")
+        _holding_parties(ticket, customer, mailbox)
+        session.info.setdefault(KNOWN_OFFSETS, {})[customer.id] = offset
+    context = build_context(session, ticket=ticket, agent=agent, language=template.language)
+    return sandbox.render_template(
+        body=template.body, subject=template.subject, is_html=template.is_html, context=context
     )
 
 
