@@ -175,15 +175,22 @@ def _postgres_database(server_url: str) -> Iterator[str]:
 
     Not the database the ticket-list benchmark fills: each measurement starts from empty tables.
     """
+    with scratch_postgres_database(server_url, PG_DATABASE) as url:
+        yield url
+
+
+@contextmanager
+def scratch_postgres_database(server_url: str, name: str) -> Iterator[str]:
+    """Database ``name`` on this server, created empty and dropped (forcibly) afterwards."""
     admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)'))
-            connection.execute(text(f'CREATE DATABASE "{PG_DATABASE}"'))
-        yield make_url(server_url).set(database=PG_DATABASE).render_as_string(hide_password=False)
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
     finally:
         with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)'))
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
 
 

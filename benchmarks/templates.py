@@ -44,8 +44,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import httpx
-from sqlalchemy import create_engine, func, insert, select, text, update
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, insert, select, update
 
 from app.agents.models import Agent, Role
 from app.agents.service import create_agent, issue_token
@@ -57,7 +56,7 @@ from app.messages.models import Direction, Message
 from app.tickets.models import Priority, Status, Ticket, TicketCounter
 from benchmarks import seed as bench_seed
 from benchmarks.server import running_server
-from benchmarks.sync_speed import Verdict
+from benchmarks.sync_speed import Verdict, scratch_postgres_database
 from benchmarks.ticket_list import SERVER_TIMING, percentile
 from templates_replies import sandbox
 from templates_replies import service as template_service
@@ -1127,18 +1126,9 @@ def _seed_uses(
 
 @contextmanager
 def _postgres_database(server_url: str) -> Iterator[str]:
-    """A scratch database on the benchmark's PostgreSQL server, dropped afterwards (as in
-    ``sync_speed``): the templates are measured on their own data, whatever the list left."""
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)'))
-            connection.execute(text(f'CREATE DATABASE "{PG_DATABASE}"'))
-        yield make_url(server_url).set(database=PG_DATABASE).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)'))
-        admin.dispose()
+    """A scratch database of its own: the templates are measured on their own data."""
+    with scratch_postgres_database(server_url, PG_DATABASE) as url:
+        yield url
 
 
 # ------------------------------------------------------------------------------------- measure

@@ -8,12 +8,10 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.exc import StaleDataError
 
 from app.agents.models import Agent
-from app.errors import ValidationFailed, VersionConflict
+from app.errors import ValidationFailed
 from templates_replies import defaults, sandbox
 from templates_replies.models import ReplyTemplate, Visibility
 from templates_replies.schemas import (
@@ -33,7 +31,7 @@ from templates_replies.service import (
     build_template,
     check_may_write,
     ensure_shortcut_free,
-    is_shortcut_clash,
+    flush_saves,
     spelling_warnings,
     validate_source,
     visible_to,
@@ -108,18 +106,11 @@ def import_library(
                 body=data.body, subject=data.subject, language=data.language
             )
         )
-    try:
-        session.flush()
-    except IntegrityError as exc:
-        if not is_shortcut_clash(exc):
-            raise
-        raise ShortcutTaken(
-            "the import's shortcuts collide with another shared template's; nothing was imported"
-        ) from exc
-    except StaleDataError as exc:
-        raise VersionConflict(
-            "a template was changed by someone else during the import; nothing was imported"
-        ) from exc
+    flush_saves(
+        session,
+        clash="the import's shortcuts collide with another shared template's; nothing was imported",
+        stale="a template was changed by someone else during the import; nothing was imported",
+    )
     return ImportResult(created=created, updated=updated, unchanged=unchanged, warnings=warnings)
 
 

@@ -219,20 +219,26 @@ def ensure_shortcut_free(
         )
 
 
-def _flush(session: Session, *, shortcut: str | None, language: str, name: str) -> None:
+def _flush_save(session: Session, *, shortcut: str | None, language: str, name: str) -> None:
+    flush_saves(
+        session,
+        clash=f"the shortcut {shortcut!r} ({language}) was just taken by another shared template",
+        stale=f"template {name!r} was changed by someone else meanwhile; reload and retry",
+    )
+
+
+def flush_saves(session: Session, *, clash: str, stale: str) -> None:
+    """Flush template saves, turning the database's refusals into our errors: ``clash`` when the
+    partial unique index finds a shortcut another save took since our check, ``stale`` when a
+    template changed meanwhile (its version)."""
     try:
         session.flush()
     except IntegrityError as exc:
         if not is_shortcut_clash(exc):
             raise
-        # The partial unique index: another save took the shortcut since our check.
-        raise ShortcutTaken(
-            f"the shortcut {shortcut!r} ({language}) was just taken by another shared template"
-        ) from exc
+        raise ShortcutTaken(clash) from exc
     except StaleDataError as exc:
-        raise VersionConflict(
-            f"template {name!r} was changed by someone else meanwhile; reload and retry"
-        ) from exc
+        raise VersionConflict(stale) from exc
 
 
 def is_shortcut_clash(exc: IntegrityError) -> bool:
@@ -252,7 +258,7 @@ def create_template(
     )
     template = build_template(data, agent)
     session.add(template)
-    _flush(session, shortcut=data.shortcut, language=data.language, name=data.name)
+    _flush_save(session, shortcut=data.shortcut, language=data.language, name=data.name)
     return template, spelling_warnings(body=data.body, subject=data.subject, language=data.language)
 
 
@@ -291,7 +297,7 @@ def update_template(
         exclude_id=template.id,
     )
     apply_fields(template, new, agent)
-    _flush(session, shortcut=new["shortcut"], language=new["language"], name=new["name"])
+    _flush_save(session, shortcut=new["shortcut"], language=new["language"], name=new["name"])
     return template, spelling_warnings(
         body=template.body, subject=template.subject, language=template.language
     )
@@ -390,27 +396,6 @@ def render_preview(
 ) -> sandbox.RenderedTemplate:
     """An unsaved template: refused like a save would be (422 template_invalid), then rendered."""
     validate_source(body=body, subject=subject, is_html=is_html)
-    return _render(
-        session,
-        body=body,
-        subject=subject,
-        is_html=is_html,
-        language=language,
-        ticket_id=ticket_id,
-        agent=agent,
-    )
-
-
-def _render(
-    session: Session,
-    *,
-    body: str,
-    subject: str | None,
-    is_html: bool,
-    language: str,
-    ticket_id: int | None,
-    agent: Agent,
-) -> sandbox.RenderedTemplate:
     ticket = get_ticket(session, ticket_id) if ticket_id is not None else None
     context = build_context(session, ticket=ticket, agent=agent, language=language)
     return sandbox.render_template(body=body, subject=subject, is_html=is_html, context=context)
