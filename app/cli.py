@@ -101,6 +101,13 @@ def mailbox_add(
         str | None,
         typer.Option("--timezone", help="IANA zone for customers of unknown zone (default UTC)"),
     ] = None,
+    ack: Annotated[
+        bool | None,
+        typer.Option(
+            "--ack/--no-ack",
+            help="acknowledge new customer mail automatically (default: on for a new mailbox)",
+        ),
+    ] = None,
     open_browser: Annotated[
         bool, typer.Option("--open-browser/--no-browser", help="OAuth: open the consent page")
     ] = True,
@@ -139,6 +146,7 @@ def mailbox_add(
                 secret_key=settings.secret_key,
                 language=language,
                 timezone=timezone,
+                auto_ack=ack,
             )
             summary = f"mailbox {mailbox.email} ({kind.value}) connected with id {mailbox.id}"
     except AppError as exc:

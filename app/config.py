@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     full_sync_days: int = 30
     # Reply templates: `{{ company.name }}`; empty means the mailbox's display name.
     company_name: str = ""
+    # SLA (app/sla/service.py): a ticket is "at risk" once this share of a target is used.
+    sla_at_risk_share: float = 0.75
     log_level: str = "INFO"
     # "json": one JSON object a line, for log collectors; "text": for people.
     log_format: Literal["text", "json"] = "text"
@@ -44,6 +46,13 @@ class Settings(BaseSettings):
     @classmethod
     def _strip(cls, value: str) -> str:
         return value.strip()
+
+    @field_validator("sla_at_risk_share")
+    @classmethod
+    def _share(cls, value: float) -> float:
+        if not 0 < value <= 1:
+            raise ValueError("the at-risk share is a fraction in (0, 1], e.g. 0.75")
+        return value
 
     @property
     def database_url_resolved(self) -> str:

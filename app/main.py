@@ -10,6 +10,7 @@ from app.api.timing import ServerTimingMiddleware
 from app.customers.routes import router as customers_router
 from app.db.session import Database, get_database
 from app.mailboxes.routes import router as mailboxes_router
+from app.sla.routes import router as sla_router
 from app.tickets.routes import router as tickets_router
 from templates_replies.routes import router as templates_router
 
@@ -39,6 +40,7 @@ def create_app(database: Database | None = None) -> FastAPI:
         agents_router,
         mailboxes_router,
         templates_router,
+        sla_router,
     ):
         app.include_router(router)
 

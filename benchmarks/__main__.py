@@ -1,11 +1,12 @@
 """``python -m benchmarks``: the ticket list on 100,000 tickets, the Gmail sync, then the reply
 templates.
 
-``--only list`` / ``--only sync`` / ``--only templates`` runs one part. The ticket list
-(``ticket_list``): seed 100,000 tickets, serve the app, time the list. The Gmail sync
+``--only list`` / ``--only sync`` / ``--only templates`` / ``--only acks`` runs one part. The
+ticket list (``ticket_list``): seed 100,000 tickets, serve the app, time the list. The Gmail sync
 (``sync_speed``): quota units per new message, messages per second into SQLite and PostgreSQL,
 memory. The reply templates (``templates``): render and suggestions over a library of 500, served
-on PostgreSQL and on SQLite. The last two need no seeded database (their PostgreSQL measurements
+on PostgreSQL and on SQLite. The acknowledgements (``acknowledgements``): verdict, rate limits and
+render per new ticket. The last three need no seeded database (their PostgreSQL measurements
 use a scratch database on the same server, and SQLite temp files).
 
 The database comes from ``--database-url``, else ``INBOXDESK_TEST_DATABASE_URL`` (what
@@ -35,7 +36,7 @@ from app.agents.service import issue_token, revoke_token
 from app.db import migrations
 from app.db.session import Database
 from app.tickets.models import Ticket, TicketTag
-from benchmarks import explain, seed, sync_speed, templates, ticket_list
+from benchmarks import acknowledgements, explain, seed, sync_speed, templates, ticket_list
 from benchmarks.server import running_server
 
 EXIT_FAIL = 1
@@ -50,8 +51,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=("list", "sync", "templates"),
-        help="run one part: the ticket list, the Gmail sync or the reply templates",
+        choices=("list", "sync", "templates", "acks"),
+        help="run one part: the ticket list, the Gmail sync, the reply templates or the "
+        "acknowledgements",
     )
     parser.add_argument(
         "--database-url",
@@ -163,6 +165,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if codes:
             sys.stdout.write("\n")
         codes.append(main_templates(args))
+    if args.only in (None, "acks"):
+        if codes:
+            sys.stdout.write("\n")
+        codes.append(main_acks(args))
     return max(codes)
 
 
@@ -210,6 +216,24 @@ def main_templates(args: argparse.Namespace) -> int:
         return EXIT_FAIL
     machine_load("after")
     out.write(f"\ntemplates benchmark runtime {time.perf_counter() - began:.1f} s\n")
+    return print_verdicts(verdicts)
+
+
+def main_acks(args: argparse.Namespace) -> int:
+    """The acknowledgement benchmark: PostgreSQL if the URL is one (the verdict), and SQLite."""
+    url = database_url(args)
+    postgres = url if url and make_url(url).get_backend_name() == "postgresql" else None
+    out = sys.stdout
+    began = time.perf_counter()
+    out.write("Inboxdesk acknowledgement benchmark (in process, per new ticket)\n")
+    machine_load("before")
+    try:
+        verdicts = acknowledgements.run(postgres, acknowledgements.Options(), out)
+    except RuntimeError as exc:
+        sys.stderr.write(f"benchmarks: acknowledgements: error: {exc}\n")
+        return EXIT_FAIL
+    machine_load("after")
+    out.write(f"\nacknowledgement benchmark runtime {time.perf_counter() - began:.1f} s\n")
     return print_verdicts(verdicts)
 
 

@@ -14,6 +14,7 @@ import re
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
+from app.acknowledgements.signing import signed_by_us
 from gmail_sync.parse import ParsedMessage
 
 __all__ = ["Verdict", "automated_verdict"]
@@ -89,7 +90,11 @@ def automated_verdict(
 ) -> Verdict:
     """The automated-mail verdict of one parsed message, with every reason found (stable short
     strings such as ``auto-submitted:auto-replied``, ``precedence:bulk``, ``list-id``,
-    ``multipart/report``, ``sender:mailer-daemon``, ``own-address``, ``sent-label``)."""
+    ``multipart/report``, ``sender:mailer-daemon``, ``own-address``, ``own-message-id``,
+    ``sent-label``).
+
+    Signed ids are recognised once the signing key is available (``INBOXDESK_SECRET_KEY``, or
+    ``load_signing_key``, which the sync calls for every chunk)."""
     headers = msg.headers
     reasons: list[str] = []
 
@@ -149,7 +154,10 @@ def automated_verdict(
     own = {a.strip().lower() for a in own_addresses}
     if msg.from_address and msg.from_address in own:
         add("own-address")
-    if msg.message_id and msg.message_id in set(own_message_ids):
+    # Ours by the outbox (``own_message_ids``), or by the HMAC our acknowledgements' ids carry
+    # (app/acknowledgements/signing.py): also when another of our mailboxes sent it, so two
+    # Inboxdesk mailboxes writing to each other stop after one acknowledgement each way.
+    if msg.message_id and (msg.message_id in set(own_message_ids) or signed_by_us(msg.message_id)):
         add("own-message-id")
     if "SENT" in label_ids:
         add("sent-label")

@@ -8,6 +8,9 @@ A sync chunk is ingested in two passes so that the database sees a few statement
 rather than a dozen per message: the first pass decides, in arrival order and in memory, which
 ticket each message belongs to (an existing one, one the chunk opens, or none), from lookups made
 once for the whole chunk; the second opens the new tickets together and writes the messages.
+Then, in the same transaction, each ticket a customer opened gets its acknowledgement queued in
+the outbox (app/acknowledgements/), and a bounce of our own mail leaves a ``delivery_failed``
+event on its ticket.
 """
 
 from __future__ import annotations
@@ -23,14 +26,17 @@ from typing import Any
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
+from app.acknowledgements.compose import CustomerMessage, load_signing_key, ticket_of_message_id
+from app.acknowledgements.service import AckRequest, acknowledge_new_tickets
 from app.mailboxes.models import Mailbox
 from app.messages.models import Direction, Message
 from app.messages.service import known_gmail_ids, our_messages_by_rfc822
 from app.outbox.service import tickets_of_outbox_ids
 from app.tickets import service as tickets
-from app.tickets.events import Actor
+from app.tickets.events import Actor, record_event
 from app.tickets.models import ActorKind, Status, Ticket, TicketThread
 from gmail_sync.automated import Verdict, automated_verdict
+from gmail_sync.bounce import failure_summary
 from gmail_sync.parse import ParsedMessage, parse_message
 
 log = logging.getLogger(__name__)
@@ -40,6 +46,12 @@ AUTOMATED_TAG = "automated"
 _TICKET_NUMBER = re.compile(r"\[#(\d{1,12})\]")
 # Labels Gmail gives mail that is not a conversation with a customer.
 IGNORED_LABELS = frozenset({"DRAFT", "SPAM", "TRASH"})
+# The ticket event a failure notice of our own mail leaves (shown to agents).
+DELIVERY_FAILED_EVENT = "delivery_failed"
+# Verdict reasons of a delivery status notification (RFC 3464, RFC 6533).
+_FAILURE_NOTICE = frozenset(
+    {"multipart/report", "message/delivery-status", "message/global-delivery-status"}
+)
 
 
 @dataclass(frozen=True)
@@ -87,6 +99,8 @@ class _ChunkState:
     # Message-ID of a message we sent → (its age mark, its ticket or opening). The mark orders
     # rows stored before the chunk, (0, row id), before the chunk's own, (1, position).
     ours: dict[str, tuple[tuple[int, int], Ticket | int]]
+    # Message-ID of our outbox, or signed by us (app/acknowledgements/signing.py) for a ticket
+    # of this mailbox → that ticket's id.
     outbox: dict[str, int]
     openings: list[tickets.Opening] = field(default_factory=list)
 
@@ -124,6 +138,9 @@ class Ingestor:
             parsed = parse_message(_decode_raw(gmail_message.get("raw", "")))
             arrivals[position] = _Arrival(gmail_message, parsed)
 
+        if arrivals:
+            # Our signed Message-IDs are verified below (references, the verdict).
+            load_signing_key(session)
         state = self._look_up(session, arrivals.values())
         for position, arrival in arrivals.items():
             self._decide(session, state, position, arrival)
@@ -132,12 +149,15 @@ class Ingestor:
         )
         rows: list[dict[str, Any]] = []
         for position, arrival in arrivals.items():
-            results[position] = self._write(session, arrival, opened, rows)
+            results[position] = self._write(session, state, arrival, opened, rows)
         session.flush()
         if rows:
             # A Core INSERT of plain rows: the ORM's bookkeeping for thousands of message objects
             # nobody reads back would cost more than the parsing.
             session.execute(insert(Message), rows)
+        # After the messages: the acknowledgement's template context reads the customer's
+        # latest message (their time zone, from its Date header).
+        self._acknowledge(session, arrivals.values(), opened)
         return [results[position] for position in range(len(gmail_messages))]
 
     # -- first pass: decide ------------------------------------------------------------------
@@ -149,20 +169,31 @@ class Ingestor:
             if ref is not None
         }
         ours = our_messages_by_rfc822(session, mailbox_id=self.mailbox_id, rfc822_ids=referenced)
+        # Ids we signed name their ticket without any row (the outbox row may be purged).
+        signed = {ref: t for ref in referenced if (t := ticket_of_message_id(ref)) is not None}
         by_id = tickets.tickets_by_ids(
-            session, ticket_ids={ticket_id for _row, ticket_id in ours.values()}
+            session,
+            ticket_ids={ticket_id for _row, ticket_id in ours.values()} | set(signed.values()),
         )
         threads = tickets.tickets_by_threads(
             session,
             mailbox_id=self.mailbox_id,
             gmail_thread_ids={a.gmail["threadId"] for a in arrivals},
         )
+        outbox = {
+            # Another mailbox's ticket (two of our mailboxes writing to each other) is not ours
+            # to join: that mail is only recognised as automated (gmail_sync/automated.py).
+            ref: ticket_id
+            for ref, ticket_id in signed.items()
+            if ticket_id in by_id and by_id[ticket_id].mailbox_id == self.mailbox_id
+        }
+        outbox.update(
+            tickets_of_outbox_ids(session, mailbox_id=self.mailbox_id, rfc822_ids=referenced)
+        )
         return _ChunkState(
             threads=dict(threads),
             ours={rfc: ((0, row), by_id[ticket_id]) for rfc, (row, ticket_id) in ours.items()},
-            outbox=tickets_of_outbox_ids(
-                session, mailbox_id=self.mailbox_id, rfc822_ids=referenced
-            ),
+            outbox=outbox,
         )
 
     def _decide(self, session: Session, state: _ChunkState, position: int, a: _Arrival) -> None:
@@ -253,7 +284,12 @@ class Ingestor:
 
     # -- second pass: write ------------------------------------------------------------------
     def _write(
-        self, session: Session, a: _Arrival, opened: list[Ticket], rows: list[dict[str, Any]]
+        self,
+        session: Session,
+        state: _ChunkState,
+        a: _Arrival,
+        opened: list[Ticket],
+        rows: list[dict[str, Any]],
     ) -> IngestResult:
         ticket = opened[a.opening] if a.opening is not None else a.ticket
         thread_id = a.gmail["threadId"]
@@ -272,7 +308,58 @@ class Ingestor:
             elif a.direction is Direction.OUTBOUND:
                 at = a.parsed.date or datetime.now(UTC)
                 tickets.record_agent_reply(session, ticket=ticket, at=at, actor=self.sync_actor)
+        if ticket is not None and self._is_failure_of_ours(state, a):
+            # A bounce of our own mail: the agents must see that the customer did not get it.
+            # Once per notice: a notice ingested again is a known Gmail id and never gets here.
+            failed = failure_summary(_decode_raw(a.gmail.get("raw", "")))
+            named = next(r for r in _references(a.parsed) if self._is_ours(state, r))
+            record_event(
+                session,
+                ticket_id=ticket.id,
+                actor=self.sync_actor,
+                field=DELIVERY_FAILED_EVENT,
+                new=failed or named,
+            )
         return IngestResult(a.gmail["id"], ticket.id if ticket else None, a.opens)
+
+    @staticmethod
+    def _is_ours(state: _ChunkState, message_id: str) -> bool:
+        return message_id in state.outbox or message_id in state.ours
+
+    def _is_failure_of_ours(self, state: _ChunkState, a: _Arrival) -> bool:
+        """A delivery status notification (RFC 3464) naming a message we sent."""
+        return (
+            a.direction is Direction.INBOUND
+            and not _FAILURE_NOTICE.isdisjoint(a.verdict.reasons)
+            and any(self._is_ours(state, ref) for ref in _references(a.parsed))
+        )
+
+    def _acknowledge(
+        self, session: Session, arrivals: Collection[_Arrival], opened: list[Ticket]
+    ) -> None:
+        """Queue the acknowledgement of each ticket a customer's message opened: inbound, not
+        automated, delivered to INBOX (app/acknowledgements/service.py checks the limits)."""
+        requests = [
+            AckRequest(
+                ticket=opened[a.opening],
+                message=_customer_message(a),
+                received_at=_received_at(a.gmail),
+            )
+            for a in arrivals
+            if a.opens
+            and a.opening is not None
+            and a.direction is Direction.INBOUND
+            and not a.verdict.automated
+            and "INBOX" in a.gmail.get("labelIds", ())
+            and a.parsed.from_address
+        ]
+        if requests:
+            acknowledge_new_tickets(
+                session,
+                mailbox=session.get_one(Mailbox, self.mailbox_id),
+                requests=requests,
+                actor=self.sync_actor,
+            )
 
     def _message_row(self, a: _Arrival, ticket: Ticket | None) -> dict[str, Any]:
         gmail_message, parsed, verdict = a.gmail, a.parsed, a.verdict
@@ -304,3 +391,23 @@ class Ingestor:
 
 def _references(parsed: ParsedMessage) -> list[str]:
     return [*parsed.in_reply_to, *parsed.references, *parsed.embedded_message_ids]
+
+
+def _received_at(gmail_message: dict[str, Any]) -> datetime | None:
+    """Gmail's internalDate: when the message reached the mailbox (epoch milliseconds)."""
+    try:
+        return datetime.fromtimestamp(int(gmail_message["internalDate"]) / 1000, tz=UTC)
+    except (KeyError, TypeError, ValueError, OverflowError, OSError):
+        return None
+
+
+def _customer_message(a: _Arrival) -> CustomerMessage:
+    parsed = a.parsed
+    return CustomerMessage(
+        from_address=parsed.from_address or "",
+        subject=parsed.subject,
+        text=parsed.text,
+        message_id=parsed.message_id,
+        references=parsed.references or parsed.in_reply_to,
+        gmail_thread_id=a.gmail["threadId"],
+    )

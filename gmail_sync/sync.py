@@ -52,6 +52,7 @@ class SyncReport:
     label_changes: int = 0
     labels_pushed: int = 0
     labels_failed: int = 0  # label pushes Gmail refused this pass; retried on the next
+    acks_sent: int = 0  # outbox rows the worker sent after the pass (gmail_sync.sender)
     history_id: int | None = None
     errors: list[str] = field(default_factory=list)
 

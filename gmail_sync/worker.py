@@ -30,6 +30,7 @@ from app.db.base import utcnow
 from app.db.session import Database
 from app.mailboxes.models import Mailbox, MailboxState
 from gmail_sync.client import GmailAuthError, GmailClient
+from gmail_sync.sender import OutboxSender
 from gmail_sync.sync import LeaseLost, MailboxSync, SyncReport
 from labels.taxonomy import Taxonomy
 
@@ -239,6 +240,18 @@ class Worker:
                 still_leased=lambda: self.renew(mailbox_id),
             )
             report = syncer.run()
+            # Then the acknowledgements the pass enqueued (and any earlier ones still due), under
+            # the same lease and client: only the worker holding the mailbox sends for it.
+            sender = OutboxSender(
+                self.database,
+                mailbox_id,
+                client,
+                resend_after=self.lease.total_seconds(),
+                still_leased=lambda: self.renew(mailbox_id),
+            )
+            sent = sender.send_pending()
+            report.acks_sent = sent.sent
+            report.errors.extend(sent.errors)
         except GmailAuthError as exc:
             log.error("mailbox %s needs re-authorisation: %s", address, exc.message)
             self._record_failure(mailbox_id, exc.message, needs_reauth=True)
@@ -254,18 +267,19 @@ class Worker:
             if client is not None:
                 client.close()  # its HTTP connections; a new pass builds a new client
         # Idle passes are the common case (every interval, every mailbox): not worth a line.
-        busy = report.fetched or report.label_changes or report.labels_pushed
+        busy = report.fetched or report.label_changes or report.labels_pushed or report.acks_sent
         level = logging.WARNING if report.labels_failed else logging.INFO if busy else logging.DEBUG
         log.log(
             level,
             "synced %s: fetched=%d new_tickets=%d label_changes=%d labels_pushed=%d"
-            " labels_failed=%d",
+            " labels_failed=%d acks_sent=%d",
             address,
             report.fetched,
             report.tickets_created,
             report.label_changes,
             report.labels_pushed,
             report.labels_failed,
+            report.acks_sent,
         )
         return report
 

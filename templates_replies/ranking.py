@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from templates_replies.text import words
@@ -144,6 +144,15 @@ class TemplateIndex:
 
     def __len__(self) -> int:
         return len(self._ids)
+
+    def with_answered(self, answered: Mapping[int, Sequence[str]]) -> TemplateIndex:
+        """The same templates with another usage history: the text index (the costly part) is
+        shared, so a recorded use costs an index of the answered messages only."""
+        index = object.__new__(TemplateIndex)
+        index._ids = self._ids
+        index._text = self._text
+        index._usage = _Bm25([words(" ".join(answered.get(i, ()))) for i in self._ids])
+        return index
 
     def rank(self, message: str, *, limit: int = 3) -> list[Suggestion]:
         """The ``limit`` best templates for ``message``, best first, ties by template id.

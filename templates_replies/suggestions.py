@@ -4,7 +4,6 @@ while the templates and their uses stay the same."""
 
 from __future__ import annotations
 
-import re
 import threading
 from collections import OrderedDict
 from collections.abc import Hashable
@@ -13,6 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.agents.models import Agent
+from app.languages import detect_language
 from templates_replies import ranking
 from templates_replies.models import ReplyTemplate, TemplateUse
 from templates_replies.service import get_ticket, latest_customer_text, visible_to
@@ -48,16 +48,9 @@ class _IndexCache:
             self._entries.clear()
 
 
+# Built indexes: the templates' text alone, and with the usage history of the moment.
+_text_cache = _IndexCache()
 _index_cache = _IndexCache()
-
-_CYRILLIC = re.compile(r"[а-яё]", re.IGNORECASE)
-_LATIN = re.compile(r"[a-z]", re.IGNORECASE)
-
-
-def message_language(text: str) -> str:
-    """ "ru" when most letters are Cyrillic, else "en": the two languages templates ship in."""
-    sample = text[:2000]
-    return "ru" if len(_CYRILLIC.findall(sample)) > len(_LATIN.findall(sample)) else "en"
 
 
 def suggest_templates(
@@ -84,19 +77,25 @@ def suggest_templates(
             TemplateUse.template_id.in_(select(ReplyTemplate.id).where(visible_to(agent)))
         )
     ).one()
-    # What the index was built from: each template's id, version and last edit (versions alone
-    # repeat across databases and rolled-back tests), and the uses so far.
-    key = (
+    # What the indexes were built from: each template's id, version and last edit (versions
+    # alone repeat across databases and rolled-back tests), and for the usage part the uses so
+    # far. A recorded use rebuilds only the (small) index of answered messages.
+    templates_key = (
         str(session.get_bind().engine.url),
         tuple((row.id, row.version, row.updated_at) for row in visible),
-        tuple(uses),
     )
+    key = (*templates_key, tuple(uses))
     index = _index_cache.get(key)
     if index is None:
-        index = ranking.TemplateIndex(_candidates(session, agent=agent))
+        text_index = _text_cache.get(templates_key)
+        if text_index is None:
+            text_index = ranking.TemplateIndex(_candidates(session, agent=agent))
+            _text_cache.put(templates_key, text_index)
+        index = text_index.with_answered(_answered(session, agent=agent))
         _index_cache.put(key, index)
     ranked = index.rank(message, limit=len(visible))
-    language = message_language(message)
+    # "ru" for Cyrillic, else "en": the two languages the default library ships in.
+    language = detect_language(message, default="en")
     languages = {row.id: row.language for row in visible}
     # sort() is stable: equal scores in the same language keep the ranking's order.
     ranked.sort(key=lambda s: (-round(s.score, 9), languages.get(s.template_id) != language))
@@ -116,6 +115,17 @@ def _candidates(session: Session, *, agent: Agent | None) -> list[ranking.Candid
             ReplyTemplate.id, ReplyTemplate.name, ReplyTemplate.subject, ReplyTemplate.body
         ).where(visible_to(agent))
     ).all()
+    return [
+        ranking.Candidate(
+            template_id=row.id,
+            text="\n".join(part for part in (row.name, row.subject, row.body) if part),
+        )
+        for row in rows
+    ]
+
+
+def _answered(session: Session, *, agent: Agent | None) -> dict[int, list[str]]:
+    """Template id → the customer messages it was inserted for lately, newest first."""
     recent = (
         select(
             TemplateUse.template_id,
@@ -138,11 +148,4 @@ def _candidates(session: Session, *, agent: Agent | None) -> list[ranking.Candid
     ):
         if excerpt:
             answered.setdefault(template_id, []).append(excerpt)
-    return [
-        ranking.Candidate(
-            template_id=row.id,
-            text="\n".join(part for part in (row.name, row.subject, row.body) if part),
-            answered=tuple(answered.get(row.id, ())),
-        )
-        for row in rows
-    ]
+    return answered

@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from app.acknowledgements.signing import ack_message_id
+from app.config import reset_settings
 from gmail_sync.automated import Verdict, automated_verdict
 from gmail_sync.corpus import generate_conversations
 from gmail_sync.parse import parse_message
@@ -77,6 +79,7 @@ POSITIVE = [
     ("Precedence: list", "precedence:list"),
     ("Precedence: junk", "precedence:junk"),
     ("Precedence: auto_reply", "precedence:auto_reply"),
+    ("Precedence: auto-reply", "precedence:auto_reply"),
     ("X-Precedence: Bulk", "precedence:bulk"),
     ("List-Id: Shop news <news.shop.example>", "list-id"),
     ("List-Unsubscribe: <mailto:unsub@news.example>", "list-unsubscribe"),
@@ -84,8 +87,10 @@ POSITIVE = [
     ("X-Autoreply: yes", "x-autoreply"),
     ("X-Autorespond: Out of office", "x-autorespond"),
     ("X-AutoResponder: vacation", "x-autoresponder"),
+    ("X-Autorespond-Reason: holiday", "x-autorespond-reason"),
     ("X-Mail-Autoreply: 1", "x-mail-autoreply"),
     ("X-Loop: helpdesk@other.example", "x-loop"),
+    ("X-Loop: yes", "x-loop"),
     ("Return-Path: <>", "return-path:<>"),
     ("Return-Path: < >", "return-path:<>"),
     ("X-Failed-Recipients: someone@example.org", "x-failed-recipients"),
@@ -136,6 +141,9 @@ NEGATIVE = [
     "From: Daemon Hunter <daemon@example.com>",
     "From: postmistress@example.com",
     "X-Autoresponse-Test-Ignored: 1",  # not X-Autorespond*
+    # Everything a careful customer's client may send at once.
+    "Auto-Submitted: no\r\nX-Mailer: Apple Mail (2.3654)\r\nX-Priority: 3\r\n"
+    "Importance: normal\r\nReturn-Path: <customer@example.com>\r\nX-MSMail-Priority: Normal",
     "Content-Type: multipart/mixed; boundary=b",
 ]
 
@@ -215,3 +223,30 @@ def test_generated_customer_mail_is_not_automated() -> None:
     assert agent_replies > 0
     assert min(seen_headers[h] for h in ("x-mailer", "x-priority", "importance")) > 0
     assert seen_headers["auto-submitted"] > 0
+
+
+def _with_message_id(message_id: str, extra: str = "") -> Verdict:
+    raw = (
+        "From: Other Helpdesk <help@other.example>\r\nTo: support@shop.test\r\n"
+        f"Subject: Re: Order [#1042]\r\nMessage-ID: {message_id}\r\n{extra}\r\nThanks\r\n"
+    ).encode()
+    return automated_verdict(parse_message(raw), own_addresses=[MAILBOX])
+
+
+def test_our_signed_message_id_is_ours_wherever_it_arrives(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Message-ID with our HMAC (app/acknowledgements/signing.py) is our own mail even with no
+    other signal and no outbox row — another of our mailboxes, or a forwarder that stripped
+    Auto-Submitted, sent it back. A forged id of the same form and a customer's reply that only
+    references ours are not."""
+    monkeypatch.setenv("INBOXDESK_SECRET_KEY", "test-secret-for-the-verdict")
+    reset_settings()
+    try:
+        ours = ack_message_id(ticket_id=1042, domain="shop.test")
+        assert _with_message_id(ours).reasons == ("own-message-id",)
+        assert _with_message_id(ours.replace("<ack.1042.", "<ack.1043.")).automated is False
+        assert _with_message_id(f"<ack.1042.{'a' * 24}@shop.test>").automated is False
+        reply = _with_message_id("<r1@other.example>", f"In-Reply-To: {ours}\r\n")
+        assert reply == Verdict(automated=False, reasons=())
+    finally:
+        monkeypatch.delenv("INBOXDESK_SECRET_KEY")
+        reset_settings()

@@ -113,6 +113,14 @@ def test_add_emulator_mailbox_and_readd_it(cli_db: str, tmp_path: Path) -> None:
     assert (row["id"], row["name"], row["state"], row["last_error"]) == (1, "Shop", "active", None)
     assert row["timezone"] == "Asia/Kamchatka"
 
+    assert row["auto_ack_enabled"]
+    quiet = run_cli(env, "mailbox", "add", MAILBOX, "--emulator", "--no-ack")
+    assert quiet.returncode == 0, quiet.stderr
+    assert not mailbox_rows(cli_db)[0]["auto_ack_enabled"]
+    kept = run_cli(env, "mailbox", "add", MAILBOX, "--emulator")
+    assert kept.returncode == 0, kept.stderr
+    assert not mailbox_rows(cli_db)[0]["auto_ack_enabled"], "re-adding keeps the choice"
+
     unknown_zone = run_cli(env, "mailbox", "add", MAILBOX, "--emulator", "--timezone", "Mars/Base")
     assert_clean_failure(unknown_zone, "Mars/Base")
     [row] = mailbox_rows(cli_db)

@@ -300,7 +300,7 @@ def test_sigkill_at_random_moments_loses_and_repeats_nothing(
     mail = _mail()
     with live_emulator(MAILBOX, latency=0.02) as emulator:
         env = sync_env(tmp_path, crash_database_url, emulator.url)
-        for args in (("db", "upgrade"), ("mailbox", "add", MAILBOX, "--emulator")):
+        for args in (("db", "upgrade"), ("mailbox", "add", MAILBOX, "--emulator", "--no-ack")):
             done = run_cli(env, *args)
             assert done.returncode == 0, done.stderr
 

@@ -134,6 +134,8 @@ def _connect(database: Database, addresses: list[str]) -> dict[str, int]:
                 auth_kind=MailboxAuthKind.EMULATOR,
                 credentials=None,
                 secret_key=None,
+                # These tests count the mail the sync stores; acknowledgements have their own.
+                auto_ack=False,
             ).id
             for address in addresses
         }
@@ -335,8 +337,10 @@ def test_a_killed_worker_s_mailboxes_are_taken_over_within_the_lease(
         )
         assert claimed_after.keys() == orphaned
         assert ingested_after.keys() == orphaned
-        assert max(claimed_after.values()) <= lease + interval + 1.0
-        assert max(ingested_after.values()) <= lease + interval + 4.0
+        # Bounds, not timings: taken over once the lease ran out and within a pass or two of the
+        # survivor's (each pass visits its other mailboxes first; a loaded machine is slower).
+        assert max(claimed_after.values()) <= lease + interval + 3.0
+        assert max(ingested_after.values()) <= lease + interval + 6.0
 
         survivor.signal(signal.SIGTERM)
         assert survivor.wait(10) == 0, survivor.log
@@ -417,7 +421,10 @@ def test_sigterm_stops_the_worker_cleanly(
     as `sync --once` did (exit 0: skipped is not failed) — gets it at once; what the worker
     synced stays synced."""
     env = sync_env(tmp_path, worker_database_url, emulator.url, INBOXDESK_LEASE_SECONDS="60")
-    for args in (("db", "upgrade"), ("mailbox", "add", "support@shop.test", "--emulator")):
+    for args in (
+        ("db", "upgrade"),
+        ("mailbox", "add", "support@shop.test", "--emulator", "--no-ack"),
+    ):
         done = run_cli(env, *args)
         assert done.returncode == 0, done.stderr
     arrivals = Mail(emulator)

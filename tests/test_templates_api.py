@@ -718,6 +718,7 @@ def test_suggestions_learn_from_uses_and_reuse_their_index(
     before = top()
     assert [item["template"]["name"] for item in before] == ["Statement"]
     cached = dict(suggestions._index_cache._entries)
+    text_indexes = dict(suggestions._text_cache._entries)
     assert top() == before
     assert dict(suggestions._index_cache._entries) == cached, "unchanged templates: same index"
 
@@ -729,6 +730,8 @@ def test_suggestions_learn_from_uses_and_reuse_their_index(
         )
         assert used.status_code == 201
     after = {item["template"]["name"]: item for item in top()}
+    # The uses rebuilt the usage part only: the templates' text index is the one built before.
+    assert dict(suggestions._text_cache._entries) == text_indexes
     assert after["Chargeback"]["text_score"] == 0
     assert after["Chargeback"]["usage_score"] == 1
     assert after["Statement"]["score"] > after["Chargeback"]["score"] > 0

@@ -212,6 +212,8 @@ def test_due_is_the_resolution_deadline_once_answered(session: Session, mailbox:
     """Before the first answer "due" is the first-response deadline, after it the resolution's;
     no deadline gives an empty value."""
     ticket = make_ticket(session, mailbox, timezone="Europe/Moscow")
+    ticket.first_response_due_at = ticket.resolution_due_at = None  # the SLA set them
+    session.flush()
     context = build_context(session, ticket=ticket, agent=None, language="ru", now=NOW)
     assert context["ticket"]["due"] == ""
     ticket.first_response_due_at = DUE

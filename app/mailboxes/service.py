@@ -11,6 +11,8 @@ from app.db.base import MAX_INTEGER
 from app.emails import normalize_email
 from app.errors import AlreadyExists, NotFound, ValidationFailed
 from app.mailboxes.models import Mailbox, MailboxAuthKind, MailboxState
+from app.mailboxes.schemas import MailboxUpdate
+from app.sla.models import BusinessCalendar
 from app.timezones import check_timezone
 
 _LANGUAGE = re.compile(r"[a-z]{2}")
@@ -24,13 +26,20 @@ def create_mailbox(
     language: str = "en",
     timezone: str = "UTC",
     auth_kind: MailboxAuthKind = MailboxAuthKind.NONE,
+    business_calendar_id: int | None = None,
 ) -> Mailbox:
     address = normalize_email(email)
     check_timezone(timezone)
+    _check_calendar(session, business_calendar_id)
     if find_mailbox(session, address) is not None:
         raise AlreadyExists(f"mailbox {address} already exists", code="mailbox_exists")
     mailbox = Mailbox(
-        email=address, name=name, language=language, timezone=timezone, auth_kind=auth_kind
+        email=address,
+        name=name,
+        language=language,
+        timezone=timezone,
+        auth_kind=auth_kind,
+        business_calendar_id=business_calendar_id,
     )
     session.add(mailbox)
     session.flush()
@@ -47,13 +56,15 @@ def connect_mailbox(
     secret_key: Secret,
     language: str | None = None,
     timezone: str | None = None,
+    auto_ack: bool | None = None,
 ) -> Mailbox:
     """Create the mailbox, or give an existing one new credentials; either way it is ``active``.
 
     Re-adding is how a mailbox in ``needs_reauth`` comes back: its history cursor is kept, so the
     sync resumes where it stopped. ``credentials`` (a refresh token, a key) are stored only
     encrypted; ``None`` (the emulator) stores nothing. ``name``/``language`` ``None`` keep the
-    existing values (new mailbox: the address, English); so does ``timezone`` (new: UTC).
+    existing values (new mailbox: the address, English); so do ``timezone`` (new: UTC) and
+    ``auto_ack`` (new: acknowledgements on).
     """
     if timezone is not None:
         check_timezone(timezone)
@@ -80,6 +91,8 @@ def connect_mailbox(
             mailbox.language = language
         if timezone:
             mailbox.timezone = timezone
+    if auto_ack is not None:
+        mailbox.auto_ack_enabled = auto_ack
     mailbox.auth_kind = auth_kind
     mailbox.credentials_encrypted = encrypted
     mailbox.state = MailboxState.ACTIVE
@@ -115,3 +128,23 @@ def resolve_mailbox(session: Session, ref: str) -> Mailbox:
 
 def list_mailboxes(session: Session) -> list[Mailbox]:
     return list(session.execute(select(Mailbox).order_by(Mailbox.id)).scalars())
+
+
+def update_mailbox(session: Session, *, mailbox_id: int, update: MailboxUpdate) -> Mailbox:
+    """An admin's change of name, language, zone, business calendar or the acknowledgement
+    switch; everything is checked before anything changes."""
+    mailbox = get_mailbox(session, mailbox_id)
+    fields = update.model_dump(exclude_unset=True)
+    if "timezone" in fields:
+        check_timezone(fields["timezone"])
+    if "business_calendar_id" in fields:
+        _check_calendar(session, fields["business_calendar_id"])
+    for name, value in fields.items():
+        setattr(mailbox, name, value)
+    session.flush()
+    return mailbox
+
+
+def _check_calendar(session: Session, calendar_id: int | None) -> None:
+    if calendar_id is not None and session.get(BusinessCalendar, calendar_id) is None:
+        raise ValidationFailed(f"no business calendar {calendar_id}", code="unknown_calendar")

@@ -20,6 +20,8 @@ class BusinessCalendar(TimestampMixin, Base):
     # {"mon": [["09:00", "13:00"], ["14:00", "18:00"]], ...}
     weekly_hours: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     holiday_country: Mapped[str | None] = mapped_column(String(8))  # for the `holidays` package
+    # A region of the country (ISO 3166-2 suffix, e.g. "BY" for Bavaria), when its holidays differ.
+    holiday_subdivision: Mapped[str | None] = mapped_column(String(16))
     custom_holidays: Mapped[list[str]] = mapped_column(JSON, default=list)  # ISO dates
 
 

@@ -74,6 +74,11 @@ class Ticket(TimestampMixin, Base):
         # whole table (~100 ms at 100k tickets, see benchmarks/).
         Index("ix_tickets_updated_at_id", "updated_at", "id"),
         Index("ix_tickets_created_at_id", "created_at", "id"),
+        # `?sla=breached|at_risk` (app/sla/service.py sla_condition): the running statuses and a
+        # due time before / after now. Due times alone are not selective (every old ticket's
+        # lies in the past); with the status first, only live tickets are read.
+        Index("ix_tickets_status_first_response_due_at", "status", "first_response_due_at"),
+        Index("ix_tickets_status_resolution_due_at", "status", "resolution_due_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -94,6 +99,14 @@ class Ticket(TimestampMixin, Base):
     )
     first_response_due_at: Mapped[datetime | None] = mapped_column(index=True)
     resolution_due_at: Mapped[datetime | None] = mapped_column(index=True)
+    # When the share of the target that makes a ticket "at risk" is used up (app/sla/service.py):
+    # stored with the due times so that `?sla=at_risk` is a plain comparison in SQL.
+    first_response_at_risk_at: Mapped[datetime | None]
+    resolution_at_risk_at: Mapped[datetime | None]
+    # The SLA clock stops while the ticket is pending: since when, and the business minutes
+    # spent paused in earlier pending periods (the due times were pushed by them).
+    sla_paused_at: Mapped[datetime | None]
+    sla_paused_minutes: Mapped[int] = mapped_column(Integer, default=0)
     first_response_at: Mapped[datetime | None]
     resolved_at: Mapped[datetime | None]
     closed_at: Mapped[datetime | None]

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, status
 
@@ -43,6 +43,10 @@ def list_tickets(
     number: Annotated[
         int | None, Query(ge=1, le=2**53, description="a ticket number: 404 if there is none")
     ] = None,
+    sla: Annotated[
+        Literal["at_risk", "breached"] | None,
+        Query(description="tickets whose SLA is at risk (a share of a target used) or breached"),
+    ] = None,
     sort: TicketSort = "-number",
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
@@ -57,6 +61,7 @@ def list_tickets(
         customer_email=customer,
         subject_contains=q,
         number=number,
+        sla=sla,
     )
     items, total = service.list_tickets(
         session, filters=filters, sort=sort, limit=limit, offset=offset

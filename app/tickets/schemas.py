@@ -4,13 +4,14 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, computed_field, model_validator
 
 from app.agents.schemas import AgentBrief
 from app.api.validation import NO_NUL
 from app.customers.schemas import CustomerBrief
 from app.db.base import MAX_INTEGER
 from app.mailboxes.schemas import MailboxBrief
+from app.sla.service import SlaState, sla_state
 from app.tickets.models import ActorKind, Priority, Status
 
 _TAG = re.compile(r"^[\w][\w\-./:]*$")
@@ -89,6 +90,13 @@ class TicketRead(BaseModel):
     gmail_thread_ids: list[str]
     first_response_due_at: datetime | None
     resolution_due_at: datetime | None
+    first_response_at_risk_at: datetime | None = Field(
+        description="when the at-risk share of the first-response target is used"
+    )
+    resolution_at_risk_at: datetime | None
+    sla_policy_id: int | None = Field(description="null: the built-in targets of its priority")
+    sla_paused_at: datetime | None = Field(description="pending since then: the SLA clock stands")
+    sla_paused_minutes: int = Field(description="business minutes spent pending before")
     first_response_at: datetime | None
     resolved_at: datetime | None
     closed_at: datetime | None
@@ -96,6 +104,13 @@ class TicketRead(BaseModel):
     created_at: datetime
     updated_at: datetime
     version: int
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def sla(self) -> SlaState:
+        """ok / at_risk / breached now; met once no target runs (answered and resolved, or
+        resolved or closed)."""
+        return sla_state(self)
 
 
 class TicketPage(BaseModel):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Select, case, func, select
 from sqlalchemy.exc import IntegrityError
@@ -24,6 +24,7 @@ from app.db.base import utcnow
 from app.emails import normalize_email
 from app.errors import AlreadyExists, Forbidden, NotFound, VersionConflict
 from app.mailboxes.models import Mailbox
+from app.sla.service import apply_sla, apply_sla_many, pause_sla, resume_sla, sla_condition
 from app.tickets.events import Actor, record_event
 from app.tickets.models import (
     Event,
@@ -69,6 +70,7 @@ def create_ticket(
         if customer_email is None:
             raise ValueError("create_ticket needs customer or customer_email")
         customer, _ = upsert_customer(session, email=customer_email, name=customer_name)
+    now = utcnow()
     ticket = Ticket(
         number=allocate_ticket_number(session),
         mailbox_id=mailbox.id,
@@ -77,7 +79,12 @@ def create_ticket(
         status=Status.NEW,
         priority=priority,
         previous_ticket_id=previous_ticket_id,
+        created_at=now,
+        updated_at=now,
+        sla_paused_minutes=0,
     )
+    # Due times go in with the INSERT (the acknowledgement promises the first-response one).
+    apply_sla(session, ticket=ticket)
     ticket.tag_rows = [TicketTag(tag=tag) for tag in sorted(set(tags or []))]
     if gmail_thread_id is not None:
         ticket.threads = [TicketThread(mailbox_id=mailbox.id, gmail_thread_id=gmail_thread_id)]
@@ -140,6 +147,9 @@ class TicketFilters:
     customer_email: str | None = None
     subject_contains: str | None = None
     number: int | None = None
+    # Tickets whose SLA is "at_risk" or "breached" at ``now`` (None: the present).
+    sla: Literal["at_risk", "breached"] | None = None
+    now: datetime | None = None
 
 
 _PRIORITY_ORDER = case(
@@ -187,6 +197,8 @@ def _filtered(filters: TicketFilters) -> Select[tuple[Ticket]]:
         stmt = stmt.where(func.lower(Ticket.subject).like(f"%{escaped}%", escape="\\"))
     if filters.number is not None:
         stmt = stmt.where(Ticket.number == filters.number)
+    if filters.sla is not None:
+        stmt = stmt.where(sla_condition(filters.sla, now=filters.now or utcnow()))
     return stmt
 
 
@@ -237,11 +249,13 @@ def update_ticket(
     if update.status is not None and update.status != ticket.status:
         check_transition(ticket.status, update.status)
         changes.append(("status", ticket.status.value, update.status.value))
-        _set_status(ticket, update.status)
+        _set_status(session, ticket, update.status)
 
     if update.priority is not None and update.priority != ticket.priority:
         changes.append(("priority", ticket.priority.value, update.priority.value))
         ticket.priority = update.priority
+        # New targets from created_at, the paused minutes kept (app/sla/service.py).
+        apply_sla(session, ticket=ticket)
 
     if update.changes_assignee:
         new_assignee = _assignee_for(session, update.assignee, actor)
@@ -267,7 +281,7 @@ def update_ticket(
     # An agent touching a new ticket has started on it (DESIGN §3: new = nobody touched it).
     if ticket.status == Status.NEW and actor.kind == "agent" and update.status is None:
         changes.append(("status", Status.NEW.value, Status.OPEN.value))
-        _set_status(ticket, Status.OPEN)
+        _set_status(session, ticket, Status.OPEN)
 
     if any(field in LABELLED_FIELDS for field, _, _ in changes):
         mark_labels_dirty(ticket)
@@ -297,8 +311,13 @@ def mark_labels_dirty(ticket: Ticket) -> None:
         thread.labels_dirty = True
 
 
-def _set_status(ticket: Ticket, status: Status) -> None:
+def _set_status(session: Session, ticket: Ticket, status: Status) -> None:
     now = utcnow()
+    # The SLA clock stands still while the ticket waits on the customer.
+    if status == Status.PENDING and ticket.status != Status.PENDING:
+        pause_sla(ticket, now=now)
+    elif ticket.status == Status.PENDING and status != Status.PENDING:
+        resume_sla(session, ticket=ticket, now=now)
     if status == Status.RESOLVED:
         ticket.resolved_at = now
     elif status == Status.CLOSED:
@@ -457,16 +476,24 @@ def open_tickets(
     customers = upsert_senders(session, [(o.sender_email, o.sender_name) for o in openings])
     numbers = allocate_ticket_numbers(session, len(openings))
     tickets: list[Ticket] = []
+    segments: list[str | None] = []
+    # One creation instant for the chunk: the SLA is computed once per policy and calendar.
+    now = utcnow()
     for number, opening in zip(numbers, openings, strict=True):
+        customer = customers[opening.sender_email.strip().lower()]
         ticket = Ticket(
             number=number,
             mailbox_id=mailbox_id,
-            customer_id=customers[opening.sender_email.strip().lower()].id,
+            customer_id=customer.id,
             subject=opening.subject.strip()[:998] or "(no subject)",
             status=Status.NEW,
             priority=Priority.NORMAL,
             previous_ticket_id=opening.previous_ticket_id,
+            created_at=now,
+            updated_at=now,
+            sla_paused_minutes=0,
         )
+        segments.append(customer.segment)
         ticket.tag_rows = [TicketTag(tag=tag) for tag in sorted(set(opening.tags))]
         ticket.threads = (
             [TicketThread(mailbox_id=mailbox_id, gmail_thread_id=opening.gmail_thread_id)]
@@ -474,6 +501,7 @@ def open_tickets(
             else []
         )
         tickets.append(ticket)
+    apply_sla_many(session, mailbox_id=mailbox_id, tickets=tickets, segments=segments, start=now)
     session.add_all(tickets)
     session.flush()
     for ticket in tickets:
@@ -515,7 +543,7 @@ def record_customer_message(session: Session, *, ticket: Ticket, actor: Actor) -
     """A customer wrote again: a pending or resolved ticket goes back to the agents (DESIGN §3)."""
     if ticket.status in (Status.PENDING, Status.RESOLVED):
         old = ticket.status
-        _set_status(ticket, Status.OPEN)
+        _set_status(session, ticket, Status.OPEN)
         _touch(session, ticket, actor, [("status", old.value, Status.OPEN.value)])
 
 
@@ -526,7 +554,7 @@ def record_agent_reply(session: Session, *, ticket: Ticket, at: datetime, actor:
         ticket.first_response_at = at
         changes.append(("first_response_at", None, at.isoformat()))
     if ticket.status == Status.NEW:
-        _set_status(ticket, Status.OPEN)
+        _set_status(session, ticket, Status.OPEN)
         changes.append(("status", Status.NEW.value, Status.OPEN.value))
     if changes:
         _touch(session, ticket, actor, changes)

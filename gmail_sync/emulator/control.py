@@ -70,6 +70,26 @@ def set_faults(request: Request, body: FaultsIn) -> dict[str, Any]:
     return config.as_json()
 
 
+class MethodFaultIn(BaseModel):
+    method: str = Field(min_length=1, max_length=100)  # e.g. "gmail.users.messages.send"
+    status: int
+    times: int = Field(default=1, ge=1, le=1000)
+    after_work: bool = False
+
+
+@router.post("/faults/method")
+def fail_method(request: Request, body: MethodFaultIn) -> dict[str, Any]:
+    """The next ``times`` calls of one Gmail method answer ``status``: before doing anything,
+    or (``after_work``) after doing it, as a send that went out but answered 500."""
+    try:
+        _state(request).fail_method(
+            body.method, body.status, times=body.times, after_work=body.after_work
+        )
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+    return body.model_dump()
+
+
 @router.post("/faults/history-expired")
 def expire_history(request: Request, body: MailboxIn) -> dict[str, Any]:
     """The next users.history.list of this mailbox answers 404, as for a too-old start id."""

@@ -512,6 +512,7 @@ def _endpoint(method: m.GmailMethod, handler: Handler, *, upload: bool):  # type
                 # Every method but a GET may change the mailbox (a state file must be rewritten).
                 if method.http_method != "GET":
                     state.mark_changed()
+            state.end_call(method)
         return json_response(request, result)
 
     endpoint.__name__ = method.id.replace(".", "_")

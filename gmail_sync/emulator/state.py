@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
+from email.message import Message as EmailMessage
 from email.utils import formatdate, getaddresses
 from pathlib import Path
 from typing import Any
@@ -164,7 +165,9 @@ class EmulatorState:
             box["calls"] += 1
             if in_batch:
                 self._batch_parts += 1
-            status = self.faults.decide()
+            status = self.faults.take_scripted(method.id, after_work=False)
+            if status is None:
+                status = self.faults.decide()
             if status is not None:
                 stats["faults"] += 1
                 raise injected(status)
@@ -175,6 +178,15 @@ class EmulatorState:
             stats["units"] += method.units
             box["units"] += method.units
             return mailbox
+
+    def end_call(self, method: GmailMethod) -> None:
+        """After the handler did its work: a scripted "after the work" failure, if one is due
+        (the change stays; only the answer is lost, as with a 5xx from Gmail after a send)."""
+        with self.lock:
+            status = self.faults.take_scripted(method.id, after_work=True)
+            if status is not None:
+                self._method_stats(method.id)["faults"] += 1
+                raise injected(status)
 
     def _authenticate(self, token: str | None) -> Mailbox:
         if not token or not token.startswith(TOKEN_PREFIX):
@@ -211,6 +223,7 @@ class EmulatorState:
     def send(self, mailbox: Mailbox, raw: bytes, *, thread_id: str | None) -> StoredMessage:
         """messages.send: the sender's copy gets SENT; emulated recipients get it in INBOX."""
         with self.lock:
+            _check_recipients(mime.parse_tree(raw))
             self.mark_changed()
             message_id = self._new_message_id()
             raw = self._complete_outgoing(raw, address=mailbox.address, message_id=message_id)
@@ -440,6 +453,15 @@ class EmulatorState:
 
     def clear_faults(self) -> None:
         self.set_faults(0.0)
+        with self.lock:
+            self.faults.clear_scripted()
+
+    def fail_method(
+        self, method_id: str, status: int, *, times: int = 1, after_work: bool = False
+    ) -> None:
+        """The next ``times`` calls of one method answer ``status`` (``faults.script``)."""
+        with self.lock:
+            self.faults.script(method_id, status, times=times, after_work=after_work)
 
     def expire_history(self, address: str) -> None:
         """The next history.list of this mailbox answers 404 (once)."""
@@ -488,6 +510,22 @@ class EmulatorState:
 
     def _mailbox_stats(self, address: str) -> dict[str, int]:
         return self._boxes.setdefault(address, {"calls": 0, "units": 0})
+
+
+def _check_recipients(tree: EmailMessage) -> None:
+    """What Gmail answers a send it cannot deliver: no recipient at all, or one that is not an
+    address (400 invalidArgument, nothing sent). Read from the undecoded headers: a decoded
+    display name may hold a comma."""
+    found = False
+    for name in ("To", "Cc", "Bcc"):
+        values = [str(v) for v in tree.get_all(name, [])]
+        for _display, address in getaddresses(values):
+            local, _, domain = address.rpartition("@")
+            if not local or not domain or " " in address:
+                raise invalid_argument(f"Invalid {name} header")
+            found = True
+    if not found:
+        raise invalid_argument("Recipient address required")
 
 
 def _header_end(raw: bytes) -> int:
