@@ -15,7 +15,7 @@ RUFF   := $(VENV)/bin/ruff
 
 .DEFAULT_GOAL := help
 
-.PHONY: help demo test test-sqlite test-postgres bench lint format clean
+.PHONY: help demo test test-sqlite test-postgres chromium bench lint format clean
 
 help: ## Show this help
 	@echo "Usage: make TARGET [PYTEST_ARGS=...] [DEMO_ARGS=...]"
@@ -33,7 +33,7 @@ demo: $(STAMP) ## Run the demo (extra arguments via DEMO_ARGS=...)
 
 # Both backends always run so one failure doesn't hide the other; the target
 # still fails if either did.
-test: $(STAMP) ## Run the test suite on SQLite, then on a throwaway PostgreSQL
+test: $(STAMP) chromium ## Run the test suite on SQLite, then on a throwaway PostgreSQL
 	@sqlite=ok; postgres=ok; \
 	echo "==> tests on SQLite"; \
 	env -u INBOXDESK_TEST_DATABASE_URL $(PYTEST) || sqlite=FAILED; \
@@ -43,11 +43,16 @@ test: $(STAMP) ## Run the test suite on SQLite, then on a throwaway PostgreSQL
 	[ "$$sqlite" = ok ] && [ "$$postgres" = ok ]
 
 # Unsetting the URL makes the suite fall back to its default SQLite database.
-test-sqlite: $(STAMP) ## Run the test suite on SQLite
+test-sqlite: $(STAMP) chromium ## Run the test suite on SQLite
 	env -u INBOXDESK_TEST_DATABASE_URL $(PYTEST)
 
-test-postgres: $(STAMP) ## Run the test suite on a throwaway PostgreSQL
+test-postgres: $(STAMP) chromium ## Run the test suite on a throwaway PostgreSQL
 	bash scripts/with-postgres.sh $(PYTEST)
+
+# Debian's Chromium for the add-on preview's browser test: installed when missing and we are root;
+# otherwise a warning, and that one test skips.
+chromium: ## Make sure /usr/bin/chromium is there (for the preview's browser test)
+	@bash scripts/ensure-chromium.sh
 
 bench: $(STAMP) ## Run the benchmarks against a throwaway PostgreSQL
 	bash scripts/with-postgres.sh $(VENV)/bin/python -m benchmarks

@@ -24,6 +24,8 @@ templates_cli = typer.Typer(
     help="The shared reply-template library: seed, import, export (JSON).", no_args_is_help=True
 )
 cli.add_typer(templates_cli, name="templates")
+addon_cli = typer.Typer(help="The Gmail add-on: its Google deployment.", no_args_is_help=True)
+cli.add_typer(addon_cli, name="addon")
 
 DEMO_ADMIN_EMAIL = "admin@demo.inboxdesk.test"
 
@@ -355,6 +357,48 @@ def demo(
         )
     except DemoError as exc:
         raise _fail(str(exc)) from None
+
+
+@addon_cli.command("manifest")
+def addon_manifest(
+    base_url: Annotated[
+        str,
+        typer.Option(
+            "--base-url",
+            help="the public HTTPS address of this server, as Google reaches it "
+            "(normally INBOXDESK_PUBLIC_URL)",
+        ),
+    ],
+    logo_url: Annotated[
+        str | None, typer.Option("--logo-url", help="HTTPS URL of the add-on's icon")
+    ] = None,
+    name: Annotated[str, typer.Option("--name", help="the add-on's name in Gmail")] = "Inboxdesk",
+) -> None:
+    """Print the add-on's deployment descriptor (JSON) for
+    `gcloud workspace-add-ons deployments create NAME --deployment-file=FILE`."""
+    import json
+
+    from app.addon.manifest import DEFAULT_LOGO_URL, InvalidBaseUrl, build_manifest
+
+    try:
+        manifest = build_manifest(base_url, name=name, logo_url=logo_url or DEFAULT_LOGO_URL)
+    except InvalidBaseUrl as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(json.dumps(manifest, indent=2))
+    # Google puts the endpoint URL in the token's audience, and auth.py accepts
+    # INBOXDESK_PUBLIC_URL + path: a different base URL means every request would be refused.
+    settings = get_settings()
+    public = settings.public_url.rstrip("/")
+    base = manifest["addOns"]["common"]["homepageTrigger"]["runFunction"].removesuffix(
+        "/addon/homepage"
+    )
+    if public != base and not any(a.startswith(base + "/") for a in settings.addon_audiences):
+        typer.secho(
+            f"note: INBOXDESK_PUBLIC_URL is {public}, not {base}: set INBOXDESK_PUBLIC_URL={base} "
+            "on the server, or the add-on's requests will be refused (401, wrong audience)",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
 
 
 def main() -> None:

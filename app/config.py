@@ -6,12 +6,17 @@ set the environment first and nothing reads a half-configured process.
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# Where Google publishes the x509 certificates that sign its ID tokens, {kid: PEM}
+# (https://developers.google.com/identity/gsi/web/guides/verify-google-id-token).
+GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
 
 
 class Settings(BaseSettings):
@@ -24,8 +29,20 @@ class Settings(BaseSettings):
     gmail_api_url: str | None = None
     secret_key: SecretStr | None = None
     public_url: str = "http://127.0.0.1:8000"
+    # "dev": the demo (`inboxdesk demo`, /preview); the add-on endpoints then trust the local
+    # signing key of app/addon/devkeys.py unless a certificates URL is configured. "prod" otherwise.
+    env: Literal["prod", "dev"] = "prod"
+    # Gmail add-on (app/addon/auth.py). The service account Google signs the add-on requests as and
+    # the OAuth client id the user's ID token is issued to: `gcloud workspace-add-ons
+    # get-authorization` prints both. Unset: every add-on request is refused (401).
     addon_service_account: str | None = None
     oauth_client_id: str | None = None
+    # Certificates that verify those ID tokens; tests and air-gapped setups serve their own.
+    google_certs_url: str = GOOGLE_CERTS_URL
+    # Extra accepted audiences of the system ID token, besides public_url + the endpoint's path
+    # (e.g. the URL the deployment descriptor names when a proxy rewrites it). JSON list or
+    # comma-separated.
+    addon_audiences: Annotated[list[str], NoDecode] = []
     # Gmail sync (gmail_sync/): labels live under this root; the worker polls this often.
     label_root: str = "Support"
     sync_interval_seconds: float = 10.0
@@ -46,6 +63,21 @@ class Settings(BaseSettings):
     @classmethod
     def _strip(cls, value: str) -> str:
         return value.strip()
+
+    @field_validator("addon_service_account", "oauth_client_id")
+    @classmethod
+    def _blank_is_unset(cls, value: str | None) -> str | None:
+        return (value or "").strip() or None
+
+    @field_validator("addon_audiences", mode="before")
+    @classmethod
+    def _audiences(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
 
     @field_validator("sla_at_risk_share")
     @classmethod

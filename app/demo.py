@@ -11,6 +11,7 @@ twice.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import os
 import socket
@@ -36,6 +37,11 @@ from gmail_sync.worker import Worker
 from templates_replies.library import seed_default_templates
 
 DEMO_MAILBOX = "support@demo.inboxdesk.test"
+# Besides the admin, a lead and an agent to sign in as in the add-on preview (/preview).
+DEMO_TEAM = (
+    ("lead@demo.inboxdesk.test", "Lena Lead", Role.LEAD),
+    ("agent@demo.inboxdesk.test", "Alex Agent", Role.AGENT),
+)
 DEMO_MAIL_DIR = Path(gmail_sync.__file__).resolve().parent / "demo_mail"
 EMULATOR_HOST = "127.0.0.1"
 EMULATOR_STATE_FILE = "emulator.json"
@@ -55,8 +61,8 @@ class DemoError(Exception):
 
 
 def prepare_demo(*, admin_email: str) -> str:
-    """Create the demo admin, connect the demo mailbox to the emulator and seed the default reply
-    templates (each once), and return a fresh API token for the admin.
+    """Create the demo admin (and a lead and an agent), connect the demo mailbox to the emulator
+    and seed the default reply templates (each once), and return a fresh API token for the admin.
 
     Tokens are stored hashed and cannot be shown again, so each run issues a new one.
     """
@@ -66,6 +72,9 @@ def prepare_demo(*, admin_email: str) -> str:
             session, email=admin_email, name="Demo Admin", role=Role.ADMIN
         )
         _, token = agents.issue_token(session, agent=admin, name="demo")
+        for email, name, role in DEMO_TEAM:
+            if agents.find_agent(session, email) is None:
+                agents.create_agent(session, email=email, name=name, role=role)
         mailbox = connect_mailbox(
             session,
             email=DEMO_MAILBOX,
@@ -85,6 +94,24 @@ def prepare_demo(*, admin_email: str) -> str:
             .values(lease_owner=None, lease_until=None)
         )
     return token
+
+
+def _loopback_address(host: str) -> str | None:
+    """Where this machine's browser reaches a server listening on ``host``, if /preview answers
+    there (it answers loopback callers only): None for another machine's address."""
+    if host in ("", "0.0.0.0"):  # noqa: S104 - reading the setting, not binding
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    if host == "localhost":
+        return host
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+    if not address.is_loopback:
+        return None
+    return f"[{address}]" if address.version == 6 else str(address)
 
 
 def _demo_mailbox_synced() -> bool:
@@ -159,6 +186,14 @@ def run_demo(
     # on the emulator even if another Gmail API URL is.
     os.environ["INBOXDESK_DATABASE_URL"] = ""
     os.environ["INBOXDESK_GMAIL_API_URL"] = emulator_url
+    # Demo mode: the add-on preview (/preview) is served, and the add-on endpoints trust the local
+    # signing key (<data dir>/addon-dev-key.pem) and the development service account and OAuth
+    # client id (app/addon/devkeys.py) unless others are configured; see app/addon/auth.py.
+    os.environ["INBOXDESK_ENV"] = "dev"
+    preview_host = _loopback_address(host)
+    if "INBOXDESK_PUBLIC_URL" not in os.environ and preview_host:
+        # The endpoints' URLs (the add-on's token audience, card actions) are this server's.
+        os.environ["INBOXDESK_PUBLIC_URL"] = f"http://{preview_host}:{port}"
     reset_settings()
     settings = get_settings()
     data_dir = Path(settings.data_dir).resolve()
@@ -229,6 +264,13 @@ def run_demo(
                     f"{'kept from the last run' if loaded else 'seeded with the demo mail'}, "
                     f"saved in {state_file})",
                     f"  emulator stats: {emulator_url}emulator/stats",
+                    (
+                        f"  add-on preview: http://{preview_host}:{port}/preview (the Gmail "
+                        "sidebar, played locally; sign in as any demo agent)"
+                        if preview_host
+                        else f"  add-on preview: only on a loopback address (the demo listens on "
+                        f"{host}; start it with --host 127.0.0.1)"
+                    ),
                     "",
                     f'  tickets: curl -H "Authorization: Bearer {token}" {base}/api/v1/tickets',
                     f'  labels:  curl -H "Authorization: Bearer {emulator_token}" '

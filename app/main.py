@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from app.addon.routes import router as addon_router
 from app.agents.routes import router as agents_router
 from app.api.errors import install_error_handlers
 from app.api.timing import ServerTimingMiddleware
+from app.config import get_settings
 from app.customers.routes import router as customers_router
 from app.db.session import Database, get_database
 from app.mailboxes.routes import router as mailboxes_router
@@ -41,8 +43,15 @@ def create_app(database: Database | None = None) -> FastAPI:
         mailboxes_router,
         templates_router,
         sla_router,
+        addon_router,
     ):
         app.include_router(router)
+    # The add-on preview (/preview) exists only in demo mode; it also refuses non-loopback callers.
+    # (Imported here: production never loads it, nor the Gmail client it reads threads with.)
+    if get_settings().env == "dev":
+        from app.addon.preview import router as preview_router
+
+        app.include_router(preview_router)
 
     @app.get("/healthz", tags=["meta"])
     def healthz() -> dict[str, str]:

@@ -1,8 +1,9 @@
 """``python -m benchmarks``: the ticket list on 100,000 tickets, the Gmail sync, then the reply
 templates.
 
-``--only list`` / ``--only sync`` / ``--only templates`` / ``--only acks`` runs one part. The
-ticket list (``ticket_list``): seed 100,000 tickets, serve the app, time the list. The Gmail sync
+``--only list|addon|sync|templates|acks`` runs one part. The add-on (``addon``): the homepage and
+contextual cards on the list's 100,000 tickets. The ticket list (``ticket_list``): seed 100,000
+tickets, serve the app, time the list. The Gmail sync
 (``sync_speed``): quota units per new message, messages per second into SQLite and PostgreSQL,
 memory. The reply templates (``templates``): render and suggestions over a library of 500, served
 on PostgreSQL and on SQLite. The acknowledgements (``acknowledgements``): verdict, rate limits and
@@ -36,7 +37,15 @@ from app.agents.service import issue_token, revoke_token
 from app.db import migrations
 from app.db.session import Database
 from app.tickets.models import Ticket, TicketTag
-from benchmarks import acknowledgements, explain, seed, sync_speed, templates, ticket_list
+from benchmarks import (
+    acknowledgements,
+    addon,
+    explain,
+    seed,
+    sync_speed,
+    templates,
+    ticket_list,
+)
 from benchmarks.server import running_server
 
 EXIT_FAIL = 1
@@ -51,9 +60,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=("list", "sync", "templates", "acks"),
-        help="run one part: the ticket list, the Gmail sync, the reply templates or the "
-        "acknowledgements",
+        choices=("list", "addon", "sync", "templates", "acks"),
+        help="run one part: the ticket list, the add-on's cards (both on 100,000 tickets), the "
+        "Gmail sync, the reply templates or the acknowledgements",
     )
     parser.add_argument(
         "--database-url",
@@ -157,6 +166,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     codes: list[int] = []
     if args.only in (None, "list"):
         codes.append(main_list(args))
+    if args.only in (None, "addon"):
+        if codes:
+            sys.stdout.write("\n")
+            args.reuse = True  # the list part's 100,000 tickets
+        codes.append(main_addon(args))
     if args.only in (None, "sync"):
         if codes:
             sys.stdout.write("\n")
@@ -216,6 +230,42 @@ def main_templates(args: argparse.Namespace) -> int:
         return EXIT_FAIL
     machine_load("after")
     out.write(f"\ntemplates benchmark runtime {time.perf_counter() - began:.1f} s\n")
+    return print_verdicts(verdicts)
+
+
+def main_addon(args: argparse.Namespace) -> int:
+    """The add-on's cards on the list benchmark's 100,000 tickets (seeded here if missing)."""
+    url = database_url(args)
+    if not url:
+        return refuse("no database: pass --database-url or set INBOXDESK_TEST_DATABASE_URL")
+    out = sys.stdout
+    began = time.perf_counter()
+    out.write("Inboxdesk add-on benchmark (real app under uvicorn, verified tokens)\n")
+    machine_load("before")
+    database = Database.from_url(url)
+    try:
+        migrations.upgrade(url=url)
+        existing = seed.existing_rows(database)
+        if any(existing.values()) and not args.reuse:
+            return refuse("the database already holds data; pass --reuse to measure it")
+        if not existing.get("tickets"):
+            out.write(f"  seed: {args.tickets:,} tickets ...\n")
+            out.flush()
+            seed.seed(
+                database,
+                tickets=args.tickets,
+                customers=args.customers,
+                agents=args.agents,
+                seed=args.seed,
+            )
+        verdicts = addon.run(database, url, requests=200, warmup=30, out=out)
+    except RuntimeError as exc:
+        sys.stderr.write(f"benchmarks: add-on: error: {exc}\n")
+        return EXIT_FAIL
+    finally:
+        database.dispose()
+    machine_load("after")
+    out.write(f"\nadd-on benchmark runtime {time.perf_counter() - began:.1f} s\n")
     return print_verdicts(verdicts)
 
 

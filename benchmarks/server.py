@@ -32,10 +32,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(database_url: str) -> Iterator[str]:
-    """Start the app, wait until it answers ``/healthz``, yield its base URL, stop it."""
-    port = free_port()
-    env = {**os.environ, URL_VARIABLE: database_url}
+def running_server(
+    database_url: str, *, port: int | None = None, env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """Start the app, wait until it answers ``/healthz``, yield its base URL, stop it.
+    ``env``: more settings for the app (the add-on's, for one)."""
+    port = port or free_port()
+    env = {**os.environ, **(env or {}), URL_VARIABLE: database_url}
     process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
         [sys.executable, "-m", "benchmarks.server", str(port)], env=env
     )

@@ -1,5 +1,6 @@
 """Imports every model module, so ``Base.metadata`` knows all tables (Alembic, tests)."""
 
+from app.addon import models as addon_models
 from app.agents import models as agents_models
 from app.customers import models as customers_models
 from app.db.base import Base
@@ -15,6 +16,7 @@ from templates_replies import models as templates_models
 metadata = Base.metadata
 
 __all__ = [
+    "addon_models",
     "agents_models",
     "customers_models",
     "mailboxes_models",

@@ -1,0 +1,1 @@
+"""The Gmail add-on on the HTTP runtime: Google POSTs event objects, we answer card JSON."""
