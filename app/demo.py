@@ -224,7 +224,7 @@ def run_demo(
             )
         try:
             state, loaded = open_state(
-                EmulatorOptions(mailboxes=[DEMO_MAILBOX], seed_dir=DEMO_MAIL_DIR),
+                EmulatorOptions(mailboxes=[DEMO_MAILBOX], seed_dir=DEMO_MAIL_DIR, seed_recent=True),
                 state_file=state_file,
             )
         except EmulatorStateError as exc:

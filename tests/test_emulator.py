@@ -14,7 +14,8 @@ import sys
 import time
 from base64 import b64encode
 from collections.abc import Sequence
-from email.utils import formatdate
+from datetime import UTC, datetime, timedelta, timezone
+from email.utils import format_datetime, formatdate, parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from google.auth.exceptions import RefreshError
 from googleapiclient.errors import HttpError
 
 from gmail_sync.emulator.mime import b64url_decode
+from gmail_sync.emulator.state import shift_dates
 from tests.conftest import CORPUS, free_port
 from tests.emulator_fixtures import (  # noqa: F401 - the fixtures
     MAILBOX,
@@ -1024,3 +1026,37 @@ def test_batch_wire_format_as_google_documents_it(emulator: Emulator) -> None:
         )
     labels = emulator.service().users().labels().list(userId="me").execute()["labels"]
     assert "Поддержка/Новые" in [label["name"] for label in labels]
+
+
+def test_demo_seed_dates_are_moved_into_the_last_day_in_order() -> None:
+    """`recent` seeding (the demo) moves the Date headers into [now - 20 h, now - 10 min] keeping
+    their order and each message's own UTC offset, compressing a longer span; undated mail is
+    left alone."""
+    moscow = timezone(timedelta(hours=3))
+    originals = [
+        datetime(2025, 11, 17, 9, 0, tzinfo=moscow),
+        datetime(2025, 11, 18, 12, 30, tzinfo=UTC),
+        datetime(2025, 11, 20, 6, 0, tzinfo=moscow),
+    ]
+    raws = [
+        (
+            f"From: a@b.test\r\nDate: {format_datetime(d)}\r\nSubject: s{n}\r\n\r\n"
+            "Date: not a header\r\n"
+        ).encode()
+        for n, d in enumerate(originals)
+    ]
+    undated = b"From: a@b.test\r\nSubject: none\r\n\r\nbody\r\n"
+    now = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+    moved = shift_dates(
+        [*raws, undated], newest=now - timedelta(minutes=10), oldest=now - timedelta(hours=20)
+    )
+    assert moved[-1] == undated
+    dates = []
+    for raw in moved[:-1]:
+        header, _, body = raw.partition(b"\r\n\r\n")
+        assert body == b"Date: not a header\r\n"
+        dates.append(parsedate_to_datetime(header.split(b"Date: ")[1].split(b"\r\n")[0].decode()))
+    assert dates == sorted(dates)
+    assert dates[-1] == now - timedelta(minutes=10)
+    assert dates[0] >= now - timedelta(hours=20)
+    assert [d.utcoffset() for d in dates] == [o.utcoffset() for o in originals]

@@ -31,6 +31,8 @@ class EmulatorOptions:
 
     mailboxes: Sequence[str] = ()
     seed_dir: Path | None = None
+    # Move the seed mail's dates so that its newest message is ten minutes old (the demo).
+    seed_recent: bool = False
     fault_rate: float = 0.0
     fault_statuses: Sequence[int] = DEFAULT_STATUSES
     fault_seed: int | None = None
@@ -48,7 +50,7 @@ def build_state(options: EmulatorOptions) -> EmulatorState:
     )
     if options.seed_dir is not None:
         first = state.addresses[0]
-        ids = state.import_eml_dir(first, options.seed_dir)
+        ids = state.import_eml_dir(first, options.seed_dir, recent=options.seed_recent)
         logger.info("seeded %d messages from %s into %s", len(ids), options.seed_dir, first)
     _apply_faults(state, options)
     return state

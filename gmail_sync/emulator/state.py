@@ -12,9 +12,9 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import Message as EmailMessage
-from email.utils import formatdate, getaddresses
+from email.utils import format_datetime, formatdate, getaddresses, parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -438,12 +438,19 @@ class EmulatorState:
             )
             return message_short(stored)
 
-    def import_eml_dir(self, address: str, path: Path) -> list[str]:
-        """Import every ``*.eml`` of a folder, sorted by name, into INBOX (unread)."""
-        ids = []
-        for file in sorted(Path(path).glob("*.eml")):
-            ids.append(self.import_raw(address, file.read_bytes())["id"])
-        return ids
+    def import_eml_dir(self, address: str, path: Path, *, recent: bool = False) -> list[str]:
+        """Import every ``*.eml`` of a folder, sorted by name, into INBOX (unread).
+
+        ``recent``: move the Date headers into the last 20 hours, in the same order (the newest
+        ten minutes ago) — the demo mail then looks like a mailbox's last day whenever it is run,
+        new enough to be acknowledged."""
+        raws = [file.read_bytes() for file in sorted(Path(path).glob("*.eml"))]
+        if recent:
+            now = datetime.now(UTC)
+            raws = shift_dates(
+                raws, newest=now - timedelta(minutes=10), oldest=now - timedelta(hours=20)
+            )
+        return [self.import_raw(address, raw)["id"] for raw in raws]
 
     def set_faults(
         self, rate: float, statuses: Sequence[int] = DEFAULT_STATUSES, seed: int | None = None
@@ -534,3 +541,38 @@ def _header_end(raw: bytes) -> int:
     if match is None:
         return len(raw)
     return match.start() + (2 if raw[match.start() : match.start() + 1] == b"\r" else 1)
+
+
+_DATE_HEADER = re.compile(rb"^Date:[ \t]*([^\r\n]*)", re.IGNORECASE | re.MULTILINE)
+
+
+def shift_dates(raws: list[bytes], *, newest: datetime, oldest: datetime) -> list[bytes]:
+    """The messages with their Date headers moved, in order, into [``oldest``, ``newest``]: the
+    newest lands on ``newest``, and the span is compressed if it is longer than the window (each
+    keeps its own UTC offset); a message without a readable Date is left as it is."""
+
+    def date_of(raw: bytes) -> datetime | None:
+        head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+        match = _DATE_HEADER.search(head)
+        if match is None:
+            return None
+        try:
+            return parsedate_to_datetime(match.group(1).decode("ascii", "replace"))
+        except (TypeError, ValueError):
+            return None
+
+    dates = [date_of(raw) for raw in raws]
+    known = [d for d in dates if d is not None and d.tzinfo is not None]
+    if not known:
+        return raws
+    latest, span = max(known), max(known) - min(known)
+    scale = min(1.0, (newest - oldest) / span) if span else 1.0
+    shifted = []
+    for raw, date in zip(raws, dates, strict=True):
+        if date is None or date.tzinfo is None:
+            shifted.append(raw)
+            continue
+        moved = (newest - (latest - date) * scale).astimezone(date.tzinfo)
+        value = format_datetime(moved.replace(microsecond=0)).encode()
+        shifted.append(_DATE_HEADER.sub(lambda _m, v=value: b"Date: " + v, raw, count=1))
+    return shifted
