@@ -26,7 +26,8 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TextIO
 
 import httpx
 from sqlalchemy import func, select
@@ -186,15 +187,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     return max(codes)
 
 
-def main_sync(args: argparse.Namespace) -> int:
-    """The Gmail sync benchmark; PostgreSQL only if the URL is one."""
-    url = database_url(args)
-    postgres = url if url and make_url(url).get_backend_name() == "postgresql" else None
+def run_part(
+    name: str,
+    title: str,
+    measure: Callable[[TextIO], list[sync_speed.Verdict]],
+    *,
+    busy: str | None = None,
+) -> int:
+    """One benchmark part: its title, the machine's load before and after, its runtime, and
+    PASS / FAIL per target; a part that fails to run is an error line and a failed exit."""
     out = sys.stdout
     began = time.perf_counter()
-    out.write("Inboxdesk Gmail sync benchmark (emulator over HTTP, real client and sync)\n")
-    busy = "rates include waiting for a CPU (the CPU ms/msg column does not)"
-    machine_load("before", busy=busy)
+    out.write(title + "\n")
+    load = (lambda when: machine_load(when, busy=busy)) if busy else machine_load
+    load("before")
+    try:
+        verdicts = measure(out)
+    except RuntimeError as exc:  # an app or child failed to start, or answered wrongly
+        sys.stderr.write(f"benchmarks: {name}: error: {exc}\n")
+        return EXIT_FAIL
+    load("after")
+    out.write(f"\n{name} benchmark runtime {time.perf_counter() - began:.1f} s\n")
+    return print_verdicts(verdicts)
+
+
+def postgres_url(args: argparse.Namespace) -> str | None:
+    """The database URL if it is PostgreSQL's (the parts measure SQLite on temp files anyway)."""
+    url = database_url(args)
+    return url if url and make_url(url).get_backend_name() == "postgresql" else None
+
+
+def main_sync(args: argparse.Namespace) -> int:
+    """The Gmail sync benchmark; PostgreSQL only if the URL is one."""
     options = sync_speed.Options(
         quota_waves=args.quota_waves,
         wave_size=args.wave_size,
@@ -202,35 +226,24 @@ def main_sync(args: argparse.Namespace) -> int:
         pg_messages=args.sync_pg_messages,
         seed=args.seed,
     )
-    try:
-        verdicts = sync_speed.run(postgres, options, out)
-    except RuntimeError as exc:
-        sys.stderr.write(f"benchmarks: sync: error: {exc}\n")
-        return EXIT_FAIL
-    machine_load("after", busy=busy)
-    out.write(f"\nsync benchmark runtime {time.perf_counter() - began:.1f} s\n")
-    return print_verdicts(verdicts)
+    return run_part(
+        "sync",
+        "Inboxdesk Gmail sync benchmark (emulator over HTTP, real client and sync)",
+        lambda out: sync_speed.run(postgres_url(args), options, out),
+        busy="rates include waiting for a CPU (the CPU ms/msg column does not)",
+    )
 
 
 def main_templates(args: argparse.Namespace) -> int:
     """The reply-template benchmark: PostgreSQL if the URL is one (the verdict), and SQLite."""
-    url = database_url(args)
-    postgres = url if url and make_url(url).get_backend_name() == "postgresql" else None
-    out = sys.stdout
-    began = time.perf_counter()
-    out.write("Inboxdesk reply-template benchmark (real app under uvicorn, REST API)\n")
-    machine_load("before")
     options = templates.Options(
         requests=args.template_requests, warmup=args.template_warmup, seed=args.seed
     )
-    try:
-        verdicts = templates.run(postgres, options, out)
-    except RuntimeError as exc:  # the app failed to start or answered wrongly
-        sys.stderr.write(f"benchmarks: templates: error: {exc}\n")
-        return EXIT_FAIL
-    machine_load("after")
-    out.write(f"\ntemplates benchmark runtime {time.perf_counter() - began:.1f} s\n")
-    return print_verdicts(verdicts)
+    return run_part(
+        "templates",
+        "Inboxdesk reply-template benchmark (real app under uvicorn, REST API)",
+        lambda out: templates.run(postgres_url(args), options, out),
+    )
 
 
 def main_addon(args: argparse.Namespace) -> int:
@@ -238,53 +251,42 @@ def main_addon(args: argparse.Namespace) -> int:
     url = database_url(args)
     if not url:
         return refuse("no database: pass --database-url or set INBOXDESK_TEST_DATABASE_URL")
-    out = sys.stdout
-    began = time.perf_counter()
-    out.write("Inboxdesk add-on benchmark (real app under uvicorn, verified tokens)\n")
-    machine_load("before")
     database = Database.from_url(url)
     try:
         migrations.upgrade(url=url)
         existing = seed.existing_rows(database)
         if any(existing.values()) and not args.reuse:
             return refuse("the database already holds data; pass --reuse to measure it")
-        if not existing.get("tickets"):
-            out.write(f"  seed: {args.tickets:,} tickets ...\n")
-            out.flush()
-            seed.seed(
-                database,
-                tickets=args.tickets,
-                customers=args.customers,
-                agents=args.agents,
-                seed=args.seed,
-            )
-        verdicts = addon.run(database, url, requests=200, warmup=30, out=out)
-    except RuntimeError as exc:
-        sys.stderr.write(f"benchmarks: add-on: error: {exc}\n")
-        return EXIT_FAIL
+
+        def measure(out: TextIO) -> list[sync_speed.Verdict]:
+            if not existing.get("tickets"):
+                out.write(f"  seed: {args.tickets:,} tickets ...\n")
+                out.flush()
+                seed.seed(
+                    database,
+                    tickets=args.tickets,
+                    customers=args.customers,
+                    agents=args.agents,
+                    seed=args.seed,
+                )
+            return addon.run(database, url, requests=200, warmup=30, out=out)
+
+        return run_part(
+            "add-on",
+            "Inboxdesk add-on benchmark (real app under uvicorn, verified tokens)",
+            measure,
+        )
     finally:
         database.dispose()
-    machine_load("after")
-    out.write(f"\nadd-on benchmark runtime {time.perf_counter() - began:.1f} s\n")
-    return print_verdicts(verdicts)
 
 
 def main_acks(args: argparse.Namespace) -> int:
     """The acknowledgement benchmark: PostgreSQL if the URL is one (the verdict), and SQLite."""
-    url = database_url(args)
-    postgres = url if url and make_url(url).get_backend_name() == "postgresql" else None
-    out = sys.stdout
-    began = time.perf_counter()
-    out.write("Inboxdesk acknowledgement benchmark (in process, per new ticket)\n")
-    machine_load("before")
-    try:
-        verdicts = acknowledgements.run(postgres, acknowledgements.Options(), out)
-    except RuntimeError as exc:
-        sys.stderr.write(f"benchmarks: acknowledgements: error: {exc}\n")
-        return EXIT_FAIL
-    machine_load("after")
-    out.write(f"\nacknowledgement benchmark runtime {time.perf_counter() - began:.1f} s\n")
-    return print_verdicts(verdicts)
+    return run_part(
+        "acknowledgement",
+        "Inboxdesk acknowledgement benchmark (in process, per new ticket)",
+        lambda out: acknowledgements.run(postgres_url(args), acknowledgements.Options(), out),
+    )
 
 
 def print_verdicts(verdicts: list[sync_speed.Verdict]) -> int:

@@ -429,7 +429,9 @@ BOMBS = [
         "{% endcall %}{% endcall %}{% endcall %}",
         "too large",
     ),
-    ("{% macro m(x) %}{{ m(x) }}{% endmacro %}{{ m(1) }}", "RecursionError"),
+    # Python's recursion limit, or on a slow (loaded) machine the time limit first: either way
+    # stopped, with a warning saying which.
+    ("{% macro m(x) %}{{ m(x) }}{% endmacro %}{{ m(1) }}", "RecursionError|stopped after"),
 ]
 
 
@@ -443,10 +445,11 @@ def test_resource_bombs_are_stopped(payload: str, warning: str) -> None:
         result = render(payload, is_html=is_html, context=ctx)
         assert time.perf_counter() - started < 0.5
         assert len(result.body) <= MAX_OUTPUT_CHARS
-        assert any(warning in w for w in result.warnings), result.warnings
+        reasons = warning.split("|")
+        assert any(r in w for w in result.warnings for r in reasons), result.warnings
         raw = _render_without_policy(payload, is_html=is_html, context=ctx)
         assert len(raw.body) <= MAX_OUTPUT_CHARS
-        assert any(warning in w for w in raw.warnings), raw.warnings
+        assert any(r in w for w in raw.warnings for r in reasons), raw.warnings
 
 
 def test_slow_loops_stop_at_the_time_limit() -> None:
