@@ -19,5 +19,7 @@ class Rule(TimestampMixin, Base):
     enabled: Mapped[bool] = mapped_column(default=True)
     conditions: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     actions: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # "all": every condition must hold; "any": one is enough.
+    match: Mapped[str] = mapped_column(String(8), default="all", server_default="all")
     run_on_replies: Mapped[bool] = mapped_column(default=False)
     stop_processing: Mapped[bool] = mapped_column(default=False)

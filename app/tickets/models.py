@@ -13,6 +13,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -79,6 +80,7 @@ class Ticket(TimestampMixin, Base):
         # lies in the past); with the status first, only live tickets are read.
         Index("ix_tickets_status_first_response_due_at", "status", "first_response_due_at"),
         Index("ix_tickets_status_resolution_due_at", "status", "resolution_due_at"),
+        Index("ix_tickets_awaiting_assignment_team_id", "awaiting_assignment", "team_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -114,6 +116,9 @@ class Ticket(TimestampMixin, Base):
     previous_ticket_id: Mapped[int | None] = mapped_column(
         ForeignKey("tickets.id", ondelete="SET NULL")
     )
+    # The ticket's team assigns automatically but nobody was available: the worker retries
+    # (app/assignment/service.py assign_waiting) until someone comes on shift.
+    awaiting_assignment: Mapped[bool] = mapped_column(default=False, server_default=false())
     version: Mapped[int] = mapped_column(Integer, default=1)
 
     # Every UPDATE checks and bumps ``version``: a concurrent writer gets StaleDataError (409).
