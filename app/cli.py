@@ -26,6 +26,10 @@ templates_cli = typer.Typer(
 cli.add_typer(templates_cli, name="templates")
 addon_cli = typer.Typer(help="The Gmail add-on: its Google deployment.", no_args_is_help=True)
 cli.add_typer(addon_cli, name="addon")
+rules_cli = typer.Typer(
+    help="Triage rules: seed the defaults, measure the urgency rules.", no_args_is_help=True
+)
+cli.add_typer(rules_cli, name="rules")
 
 DEMO_ADMIN_EMAIL = "admin@demo.inboxdesk.test"
 
@@ -254,6 +258,93 @@ def templates_export(
     except OSError as exc:
         raise _fail(f"cannot write {file}: {exc.strerror or exc}") from None
     typer.echo(f"{len(document['templates'])} templates written to {file}")
+
+
+@rules_cli.command("seed")
+def rules_seed(
+    mailbox: Annotated[
+        str | None,
+        typer.Option(
+            "--mailbox",
+            metavar="EMAIL",
+            help="seed this mailbox's own rules (default: global rules, for every mailbox)",
+        ),
+    ] = None,
+) -> None:
+    """Add the default rules (urgency signals, VIP segment) that are not there yet, by name."""
+    from app.db.session import get_database
+    from app.mailboxes.service import resolve_mailbox
+    from app.rules.defaults import load_default_rules, seed_default_rules
+
+    try:
+        with get_database().unit_of_work() as session:
+            mailbox_id = None if mailbox is None else resolve_mailbox(session, mailbox).id
+            added = seed_default_rules(session, mailbox_id=mailbox_id)
+    except AppError as exc:
+        raise _fail(exc.message) from None
+    scope = "every mailbox" if mailbox is None else mailbox
+    kept = len(load_default_rules()) - added
+    typer.echo(f"default rules for {scope}: {added} added, {kept} already there")
+
+
+URGENCY_THRESHOLD = 0.85
+
+
+@rules_cli.command("evaluate")
+def rules_evaluate(
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            "--file",
+            help="labelled messages, JSON lines {subject, body, language, urgent, segment?, "
+            "held_out?} (default: tests/data/urgency_labelled.jsonl)",
+        ),
+    ] = None,
+    rules: Annotated[
+        Path | None,
+        typer.Option(
+            "--rules",
+            help='rules to measure: a JSON list of rules or {"rules": [...]} '
+            "(default: the shipped default rules)",
+        ),
+    ] = None,
+) -> None:
+    """Precision and recall of the urgency rules on labelled mail (exit 1 below 0.85)."""
+    import json
+
+    from app.rules.defaults import default_rule_objects, rule_objects, rules_from_document
+    from app.rules.evaluation import (
+        DEFAULT_LABELLED_SET,
+        evaluate_urgency,
+        format_report,
+        load_labelled,
+    )
+
+    path = file or DEFAULT_LABELLED_SET
+    try:
+        messages = load_labelled(path)
+        if rules is None:
+            rule_list = default_rule_objects()
+        else:
+            rule_list = rule_objects(
+                rules_from_document(json.loads(rules.read_text(encoding="utf-8")))
+            )
+        report = evaluate_urgency(messages, rule_list)
+    except OSError as exc:
+        raise _fail(f"cannot read {exc.filename or path}: {exc.strerror or exc}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _fail(f"{rules} is not a JSON document: {exc}") from None
+    except AppError as exc:
+        raise _fail(exc.message) from None
+    if not messages:
+        raise _fail(f"{path} holds no labelled messages")
+    for line in format_report(report):
+        typer.echo(line)
+    if not report.passes(URGENCY_THRESHOLD):
+        raise _fail(
+            f"precision {report.overall.precision:.3f} / recall {report.overall.recall:.3f}: "
+            f"below {URGENCY_THRESHOLD}"
+        )
 
 
 @cli.command("serve")

@@ -8,10 +8,12 @@ from app.addon.routes import router as addon_router
 from app.agents.routes import router as agents_router
 from app.api.errors import install_error_handlers
 from app.api.timing import ServerTimingMiddleware
+from app.assignment.routes import router as assignment_router
 from app.config import get_settings
 from app.customers.routes import router as customers_router
 from app.db.session import Database, get_database
 from app.mailboxes.routes import router as mailboxes_router
+from app.rules.routes import router as rules_router
 from app.sla.routes import router as sla_router
 from app.tickets.routes import router as tickets_router
 from templates_replies.routes import router as templates_router
@@ -44,6 +46,8 @@ def create_app(database: Database | None = None) -> FastAPI:
         templates_router,
         sla_router,
         addon_router,
+        assignment_router,
+        rules_router,
     ):
         app.include_router(router)
     # The add-on preview (/preview) exists only in demo mode; it also refuses non-loopback callers.

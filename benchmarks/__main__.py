@@ -1,14 +1,15 @@
 """``python -m benchmarks``: the ticket list on 100,000 tickets, the Gmail sync, then the reply
 templates.
 
-``--only list|addon|sync|templates|acks`` runs one part. The add-on (``addon``): the homepage and
-contextual cards on the list's 100,000 tickets. The ticket list (``ticket_list``): seed 100,000
-tickets, serve the app, time the list. The Gmail sync
+``--only list|addon|sync|templates|acks|triage`` runs one part. The add-on (``addon``): the
+homepage and contextual cards on the list's 100,000 tickets. The ticket list (``ticket_list``):
+seed 100,000 tickets, serve the app, time the list. The Gmail sync
 (``sync_speed``): quota units per new message, messages per second into SQLite and PostgreSQL,
 memory. The reply templates (``templates``): render and suggestions over a library of 500, served
 on PostgreSQL and on SQLite. The acknowledgements (``acknowledgements``): verdict, rate limits and
-render per new ticket. The last three need no seeded database (their PostgreSQL measurements
-use a scratch database on the same server, and SQLite temp files).
+render per new ticket. The triage automation (``triage``): 50 rules evaluated for one message,
+and one assignment decision on 100,000 tickets. The last four need no seeded database (their
+PostgreSQL measurements use a scratch database on the same server, and SQLite temp files).
 
 The database comes from ``--database-url``, else ``INBOXDESK_TEST_DATABASE_URL`` (what
 ``scripts/with-postgres.sh`` exports for a throwaway server, so ``make bench`` needs nothing), else
@@ -46,6 +47,7 @@ from benchmarks import (
     sync_speed,
     templates,
     ticket_list,
+    triage,
 )
 from benchmarks.server import running_server
 
@@ -61,9 +63,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=("list", "addon", "sync", "templates", "acks"),
+        choices=("list", "addon", "sync", "templates", "acks", "triage"),
         help="run one part: the ticket list, the add-on's cards (both on 100,000 tickets), the "
-        "Gmail sync, the reply templates or the acknowledgements",
+        "Gmail sync, the reply templates, the acknowledgements or the triage automation",
     )
     parser.add_argument(
         "--database-url",
@@ -184,6 +186,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if codes:
             sys.stdout.write("\n")
         codes.append(main_acks(args))
+    if args.only in (None, "triage"):
+        if codes:
+            sys.stdout.write("\n")
+        codes.append(main_triage(args))
     return max(codes)
 
 
@@ -286,6 +292,15 @@ def main_acks(args: argparse.Namespace) -> int:
         "acknowledgement",
         "Inboxdesk acknowledgement benchmark (in process, per new ticket)",
         lambda out: acknowledgements.run(postgres_url(args), acknowledgements.Options(), out),
+    )
+
+
+def main_triage(args: argparse.Namespace) -> int:
+    """Rules for one message (in process), and an assignment decision on PostgreSQL."""
+    return run_part(
+        "triage",
+        "Inboxdesk triage benchmark (rules engine; assignment on 100,000 tickets)",
+        lambda out: triage.run(postgres_url(args), triage.Options(seed=args.seed), out),
     )
 
 

@@ -8,9 +8,12 @@ A sync chunk is ingested in two passes so that the database sees a few statement
 rather than a dozen per message: the first pass decides, in arrival order and in memory, which
 ticket each message belongs to (an existing one, one the chunk opens, or none), from lookups made
 once for the whole chunk; the second opens the new tickets together and writes the messages.
-Then, in the same transaction, each ticket a customer opened gets its acknowledgement queued in
-the outbox (app/acknowledgements/), and a bounce of our own mail leaves a ``delivery_failed``
-event on its ticket.
+Then, in the same transaction, the triage rules (app/rules/) run on each ticket an inbound message
+opened and, for the rules that ask to, on customers' replies; a new ticket no rule put in a team
+or assigned goes to the mailbox's default team (app/assignment/). Each ticket a customer opened
+gets its acknowledgement queued in the outbox (app/acknowledgements/) unless a rule skipped it or
+closed the ticket as spam, and a bounce of our own mail leaves a ``delivery_failed`` event on its
+ticket.
 """
 
 from __future__ import annotations
@@ -23,21 +26,31 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from app.acknowledgements.compose import CustomerMessage, load_signing_key, ticket_of_message_id
-from app.acknowledgements.service import AckRequest, acknowledge_new_tickets
+from app.acknowledgements.service import SKIPPED_EVENT, AckRequest, acknowledge_new_tickets
+from app.assignment.service import assign_ticket, default_team_id
+from app.customers.models import Customer
+from app.db.base import utcnow
 from app.mailboxes.models import Mailbox
 from app.messages.models import Direction, Message
 from app.messages.service import known_gmail_ids, our_messages_by_rfc822
 from app.outbox.service import tickets_of_outbox_ids
+from app.rules import service as rules
+from app.rules.actions import RuleOutcome
+from app.rules.engine import RuleSet
+from app.rules.facts import MessageFacts
+from app.sla.calendar import Calendar, is_business_time
+from app.sla.service import calendar_for_mailbox
 from app.tickets import service as tickets
 from app.tickets.events import Actor, record_event
 from app.tickets.models import ActorKind, Status, Ticket, TicketThread
 from gmail_sync.automated import Verdict, automated_verdict
 from gmail_sync.bounce import failure_summary
 from gmail_sync.parse import ParsedMessage, parse_message
+from templates_replies.greeting import base_language
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +61,10 @@ _TICKET_NUMBER = re.compile(r"\[#(\d{1,12})\]")
 IGNORED_LABELS = frozenset({"DRAFT", "SPAM", "TRASH"})
 # The ticket event a failure notice of our own mail leaves (shown to agents).
 DELIVERY_FAILED_EVENT = "delivery_failed"
+# Why a rule held an acknowledgement back (the ``acknowledgement_skipped`` event's value).
+SKIP_RULE = "rule"
+SKIP_SPAM = "spam"
+_RUNNING = (Status.NEW, Status.OPEN, Status.PENDING)
 # Verdict reasons of a delivery status notification (RFC 3464, RFC 6533).
 _FAILURE_NOTICE = frozenset(
     {"multipart/report", "message/delivery-status", "message/global-delivery-status"}
@@ -103,6 +120,8 @@ class _ChunkState:
     # of this mailbox → that ticket's id.
     outbox: dict[str, int]
     openings: list[tickets.Opening] = field(default_factory=list)
+    # Message-IDs of our notices to staff (SLA escalations): mail answering one is a colleague's.
+    staff_notices: frozenset[str] = frozenset()
 
 
 class Ingestor:
@@ -155,9 +174,10 @@ class Ingestor:
             # A Core INSERT of plain rows: the ORM's bookkeeping for thousands of message objects
             # nobody reads back would cost more than the parsing.
             session.execute(insert(Message), rows)
+        outcomes = self._triage(session, arrivals.values(), opened)
         # After the messages: the acknowledgement's template context reads the customer's
         # latest message (their time zone, from its Date header).
-        self._acknowledge(session, arrivals.values(), opened)
+        self._acknowledge(session, arrivals.values(), opened, outcomes)
         return [results[position] for position in range(len(gmail_messages))]
 
     # -- first pass: decide ------------------------------------------------------------------
@@ -187,19 +207,23 @@ class Ingestor:
             for ref, ticket_id in signed.items()
             if ticket_id in by_id and by_id[ticket_id].mailbox_id == self.mailbox_id
         }
-        outbox.update(
-            tickets_of_outbox_ids(session, mailbox_id=self.mailbox_id, rfc822_ids=referenced)
+        outbox_ids = tickets_of_outbox_ids(
+            session, mailbox_id=self.mailbox_id, rfc822_ids=referenced
         )
+        outbox.update(outbox_ids.tickets)
         return _ChunkState(
             threads=dict(threads),
             ours={rfc: ((0, row), by_id[ticket_id]) for rfc, (row, ticket_id) in ours.items()},
             outbox=outbox,
+            staff_notices=outbox_ids.staff_notices,
         )
 
     def _decide(self, session: Session, state: _ChunkState, position: int, a: _Arrival) -> None:
         label_ids = a.gmail.get("labelIds", [])
         message_id = a.parsed.message_id
-        ours = message_id is not None and message_id in state.outbox
+        ours = message_id is not None and (
+            message_id in state.outbox or message_id in state.staff_notices
+        )
         a.verdict = automated_verdict(
             a.parsed,
             own_addresses=self.own_addresses,
@@ -212,6 +236,12 @@ class Ingestor:
             a.direction = Direction.OUTBOUND
 
         thread_id = a.gmail["threadId"]
+        if message_id in state.staff_notices or not state.staff_notices.isdisjoint(
+            _references(a.parsed)
+        ):
+            # Our notice to a lead, or a lead's answer to it: stored, but neither the customer's
+            # message nor a new conversation (the notice says where the ticket is).
+            return
         target = self._find_ticket(session, state, a)
         existing = target if isinstance(target, Ticket) else None
         if a.direction is Direction.INBOUND and (
@@ -334,17 +364,95 @@ class Ingestor:
             and any(self._is_ours(state, ref) for ref in _references(a.parsed))
         )
 
-    def _acknowledge(
+    # -- triage ------------------------------------------------------------------------------
+    def _triage(
         self, session: Session, arrivals: Collection[_Arrival], opened: list[Ticket]
+    ) -> dict[int, RuleOutcome]:
+        """The rules on the chunk's new tickets and customers' replies, then the default team
+        for new tickets no rule placed. One rule-set lookup for the chunk (a cached compile)."""
+        new = [
+            a
+            for a in arrivals
+            if a.opens and a.opening is not None and a.direction is Direction.INBOUND
+        ]
+        replies = [
+            a
+            for a in arrivals
+            if not a.opens
+            and a.direction is Direction.INBOUND
+            and not a.verdict.automated
+            and (a.ticket is not None or a.opening is not None)
+        ]
+        if not new and not replies:
+            return {}
+        rule_set = rules.rule_set_for_mailbox(session, mailbox_id=self.mailbox_id)
+        context = _FactsContext(session, self.mailbox_id)
+        outcomes: dict[int, RuleOutcome] = {}
+        new_tickets = [(opened[a.opening], a) for a in new if a.opening is not None]
+        if new_tickets and rule_set.has_active_rules:
+            outcomes = rules.apply_rules_to_new_tickets(
+                session,
+                rule_set=rule_set,
+                arrivals=[(ticket, context.facts(a, ticket)) for ticket, a in new_tickets],
+            )
+        if new_tickets:
+            self._default_team(session, [ticket for ticket, _ in new_tickets], outcomes)
+        if replies and rule_set.has_reply_rules:
+            self._reply_rules(session, rule_set, context, replies, opened)
+        return outcomes
+
+    def _default_team(
+        self, session: Session, tickets_: list[Ticket], outcomes: dict[int, RuleOutcome]
+    ) -> None:
+        """A new ticket that no rule put in a team or assigned goes to the mailbox's team (and
+        its strategy picks a member); the team is looked up once, and only when needed."""
+        team_id: int | None = None
+        looked_up = False
+        for ticket in tickets_:
+            outcome = outcomes.get(ticket.id)
+            if ticket.team_id is not None or ticket.status not in _RUNNING:
+                continue
+            if outcome is not None and outcome.assigned:
+                continue
+            if not looked_up:
+                team_id, looked_up = default_team_id(session, mailbox_id=self.mailbox_id), True
+            if team_id is None:
+                return
+            assign_ticket(session, ticket=ticket, actor=self.sync_actor, team_id=team_id)
+
+    def _reply_rules(
+        self,
+        session: Session,
+        rule_set: RuleSet,
+        context: _FactsContext,
+        replies: list[_Arrival],
+        opened: list[Ticket],
+    ) -> None:
+        pairs: list[tuple[Ticket, _Arrival]] = []
+        for a in replies:
+            ticket = opened[a.opening] if a.opening is not None else a.ticket
+            if ticket is not None:
+                pairs.append((ticket, a))
+        context.load_customers({ticket.customer_id for ticket, _ in pairs})
+        rules.apply_rules_to_replies(
+            session,
+            rule_set=rule_set,
+            replies=[(ticket, context.facts(a, ticket)) for ticket, a in pairs],
+        )
+
+    def _acknowledge(
+        self,
+        session: Session,
+        arrivals: Collection[_Arrival],
+        opened: list[Ticket],
+        outcomes: dict[int, RuleOutcome],
     ) -> None:
         """Queue the acknowledgement of each ticket a customer's message opened: inbound, not
-        automated, delivered to INBOX (app/acknowledgements/service.py checks the limits)."""
-        requests = [
-            AckRequest(
-                ticket=opened[a.opening],
-                message=_customer_message(a),
-                received_at=_received_at(a.gmail),
-            )
+        automated, delivered to INBOX (app/acknowledgements/service.py checks the limits) — and
+        not skipped by a rule (skip_acknowledgement, close_as_spam), which leaves an
+        ``acknowledgement_skipped`` event ("rule" / "spam") signed by that rule instead."""
+        candidates = [
+            a
             for a in arrivals
             if a.opens
             and a.opening is not None
@@ -353,12 +461,37 @@ class Ingestor:
             and "INBOX" in a.gmail.get("labelIds", ())
             and a.parsed.from_address
         ]
+        if not candidates:
+            return
+        mailbox = session.get_one(Mailbox, self.mailbox_id)
+        requests: list[AckRequest] = []
+        for a in candidates:
+            ticket = opened[a.opening] if a.opening is not None else None
+            if ticket is None:
+                continue
+            outcome = outcomes.get(ticket.id)
+            if outcome is not None and outcome.skips_acknowledgement:
+                # As acknowledge_new_tickets does: a mailbox with acknowledgements off gets no
+                # event on every ticket.
+                if mailbox.auto_ack_enabled:
+                    spam = outcome.spam_rule_id is not None
+                    rule_id = outcome.spam_rule_id if spam else outcome.skip_ack_rule_id
+                    record_event(
+                        session,
+                        ticket_id=ticket.id,
+                        actor=Actor(kind=ActorKind.RULE, id=rule_id),
+                        field=SKIPPED_EVENT,
+                        new=SKIP_SPAM if spam else SKIP_RULE,
+                    )
+                continue
+            requests.append(
+                AckRequest(
+                    ticket=ticket, message=_customer_message(a), received_at=_received_at(a.gmail)
+                )
+            )
         if requests:
             acknowledge_new_tickets(
-                session,
-                mailbox=session.get_one(Mailbox, self.mailbox_id),
-                requests=requests,
-                actor=self.sync_actor,
+                session, mailbox=mailbox, requests=requests, actor=self.sync_actor
             )
 
     def _message_row(self, a: _Arrival, ticket: Ticket | None) -> dict[str, Any]:
@@ -387,6 +520,39 @@ class Ingestor:
             "is_automated": verdict.automated,
             "automated_reasons": list(verdict.reasons),
         }
+
+
+class _FactsContext:
+    """What the rules' facts need beyond the message, read once per chunk and only when a rule
+    is to be evaluated: the mailbox's calendar and language, the senders' segments."""
+
+    def __init__(self, session: Session, mailbox_id: int) -> None:
+        self.session = session
+        self.mailbox_id = mailbox_id
+        self._calendar: Calendar | None = None
+        self._language = "en"
+
+    def load_customers(self, customer_ids: Collection[int]) -> None:
+        """Existing tickets' customers, in one query (new tickets' are loaded by open_tickets)."""
+        if customer_ids:
+            stmt = select(Customer).where(Customer.id.in_(list(customer_ids)))
+            self.session.execute(stmt).scalars().all()
+
+    def facts(self, a: _Arrival, ticket: Ticket) -> MessageFacts:
+        if self._calendar is None:
+            self._calendar = calendar_for_mailbox(self.session, mailbox_id=self.mailbox_id)
+            self._language = base_language(self.session.get_one(Mailbox, self.mailbox_id).language)
+        # In the session already (open_tickets, load_customers): no query. ``ticket.customer``
+        # is lazy="raise".
+        customer = self.session.get(Customer, ticket.customer_id)
+        return MessageFacts.from_parsed(
+            a.parsed,
+            segment=customer.segment if customer is not None else None,
+            # When Gmail received it (internalDate) against the mailbox's business calendar.
+            business_hours=is_business_time(self._calendar, _received_at(a.gmail) or utcnow()),
+            automated=a.verdict.automated,
+            default_language=self._language,
+        )
 
 
 def _references(parsed: ParsedMessage) -> list[str]:

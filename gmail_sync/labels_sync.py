@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -24,6 +25,7 @@ from app.agents.models import Agent
 from app.db.session import Database
 from app.errors import AppError
 from app.mailboxes.models import Mailbox
+from app.sla.escalation import SLA_BREACHED_TAG
 from app.tickets import service as tickets
 from app.tickets.events import Actor
 from app.tickets.models import ActorKind, Ticket, TicketThread
@@ -44,6 +46,7 @@ def label_state(ticket: Ticket) -> TicketLabelState:
         priority=ticket.priority,
         assignee_name=ticket.assignee.name if ticket.assignee else None,
         automated=AUTOMATED_TAG in ticket.tags,
+        sla_breached=SLA_BREACHED_TAG in ticket.tags,
     )
 
 
@@ -349,17 +352,35 @@ class LabelSync:
             fields["priority"] = change.priority
         if assign:
             fields["assignee"] = assignee
+        if change.sla_breached is not None and change.sla_breached != (
+            SLA_BREACHED_TAG in ticket.tags
+        ):
+            # The label mirrors the tag (labels/taxonomy.py interpret): taken off in Gmail, the
+            # flag is dismissed; nothing else about the ticket changes.
+            others = [tag for tag in ticket.tags if tag != SLA_BREACHED_TAG]
+            fields["tags"] = [*others, SLA_BREACHED_TAG] if change.sla_breached else others
         if len(fields) == 1:
+            return False
+        try:
+            update = TicketUpdate.model_validate(fields)
+        except ValidationError as exc:
+            # Only the tags can be refused here (a ticket already at the tag limit): the labels
+            # are put back instead, as for any refused change.
+            log.info("label change on ticket #%s not applied: %s", ticket.number, exc)
             return False
         try:
             # A savepoint: a refused change must leave no half-applied field behind.
             with session.begin_nested():
-                tickets.update_ticket(
+                changed = tickets.update_ticket(
                     session,
                     ticket_id=ticket.id,
-                    update=TicketUpdate.model_validate(fields),
+                    update=update,
                     actor=Actor(kind=ActorKind.SYNC, id=mailbox_id),
                 )
+                if "tags" in fields:
+                    # Tags are not among LABELLED_FIELDS; the ticket's other threads show the
+                    # breached label too and must lose it as well.
+                    tickets.mark_labels_dirty(changed)
         except AppError as exc:
             # E.g. a label asking a closed ticket to reopen: the labels are put back instead.
             log.info("label change on ticket #%s not applied: %s", ticket.number, exc.message)

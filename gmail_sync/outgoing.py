@@ -95,7 +95,9 @@ def build_mime(
         references.append(parent[-1])
     if references:
         message["References"] = " ".join(references)
-    message["Auto-Submitted"] = "auto-replied"
+    # RFC 3834 §5: "auto-replied" answers a message; a notice we start ourselves (an SLA
+    # escalation to a lead) is "auto-generated".
+    message["Auto-Submitted"] = "auto-replied" if parent else "auto-generated"
     message["X-Auto-Response-Suppress"] = "All"
     body = row.body if row.body.endswith("\n") else row.body + "\n"
     message.set_content(body, subtype="html" if row.is_html else "plain", charset="utf-8")

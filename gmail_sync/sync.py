@@ -53,6 +53,9 @@ class SyncReport:
     labels_pushed: int = 0
     labels_failed: int = 0  # label pushes Gmail refused this pass; retried on the next
     acks_sent: int = 0  # outbox rows the worker sent after the pass (gmail_sync.sender)
+    assigned: int = 0  # waiting tickets the worker assigned after the sync (app/assignment)
+    escalated: int = 0  # SLA escalations the worker ran after the sync (app/sla/escalation.py)
+    lead_notices: int = 0  # lead notifications those escalations queued in the outbox
     history_id: int | None = None
     errors: list[str] = field(default_factory=list)
 

@@ -26,9 +26,11 @@ from datetime import timedelta
 
 from sqlalchemy import Engine, or_, select, true, update
 
+from app.assignment.service import assign_waiting
 from app.db.base import utcnow
 from app.db.session import Database
 from app.mailboxes.models import Mailbox, MailboxState
+from app.sla.escalation import run_escalations
 from gmail_sync.client import GmailAuthError, GmailClient
 from gmail_sync.sender import OutboxSender
 from gmail_sync.sync import LeaseLost, MailboxSync, SyncReport
@@ -240,6 +242,12 @@ class Worker:
                 still_leased=lambda: self.renew(mailbox_id),
             )
             report = syncer.run()
+            self._triage(mailbox_id, address, report)
+            if report.assigned or report.escalated:
+                # Their labels (assignee, priority, SLA/Breached) in this pass, not the next.
+                pushed = syncer.labels.push_dirty(mailbox_id)
+                report.labels_pushed += pushed.pushed
+                report.labels_failed += pushed.failed
             # Then the acknowledgements the pass enqueued (and any earlier ones still due), under
             # the same lease and client: only the worker holding the mailbox sends for it.
             sender = OutboxSender(
@@ -267,21 +275,53 @@ class Worker:
             if client is not None:
                 client.close()  # its HTTP connections; a new pass builds a new client
         # Idle passes are the common case (every interval, every mailbox): not worth a line.
-        busy = report.fetched or report.label_changes or report.labels_pushed or report.acks_sent
+        busy = (
+            report.fetched
+            or report.label_changes
+            or report.labels_pushed
+            or report.acks_sent
+            or report.assigned
+            or report.escalated
+        )
         level = logging.WARNING if report.labels_failed else logging.INFO if busy else logging.DEBUG
         log.log(
             level,
             "synced %s: fetched=%d new_tickets=%d label_changes=%d labels_pushed=%d"
-            " labels_failed=%d acks_sent=%d",
+            " labels_failed=%d assigned=%d escalated=%d lead_notices=%d acks_sent=%d",
             address,
             report.fetched,
             report.tickets_created,
             report.label_changes,
             report.labels_pushed,
             report.labels_failed,
+            report.assigned,
+            report.escalated,
+            report.lead_notices,
             report.acks_sent,
         )
         return report
+
+    def _triage(self, mailbox_id: int, address: str, report: SyncReport) -> None:
+        """Waiting tickets to agents who came on shift, then the SLA escalations due — each in
+        its own unit of work, so that one failing keeps the other's work. Both run before the
+        outbox sender: a lead's notification goes out in this pass. A failure here is logged
+        and the pass goes on: acknowledgements must not wait on an escalation bug."""
+        if not self.renew(mailbox_id):
+            raise LeaseLost(address)
+        try:
+            with self.database.unit_of_work() as session:
+                report.assigned = assign_waiting(session, mailbox_id=mailbox_id)
+        except Exception as exc:
+            log.exception("assigning the waiting tickets of %s failed", address)
+            report.errors.append(f"assign_waiting: {type(exc).__name__}: {exc}"[:1000])
+        try:
+            with self.database.unit_of_work() as session:
+                escalations = run_escalations(session, mailbox_id=mailbox_id)
+            report.escalated = escalations.escalated
+            report.lead_notices = escalations.notified
+        except Exception as exc:
+            log.exception("SLA escalations of %s failed", address)
+            report.errors.append(f"run_escalations: {type(exc).__name__}: {exc}"[:1000])
 
     def _record_failure(self, mailbox_id: int, message: str, *, needs_reauth: bool = False) -> None:
         self.failures[mailbox_id] = message

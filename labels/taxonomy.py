@@ -27,6 +27,7 @@ _PRIORITY_COLOURS: dict[Priority, tuple[str, str]] = {
 _ASSIGNED_COLOURS = ("#c9daf8", "#000000")
 _UNASSIGNED_COLOURS = ("#efefef", "#000000")
 _AUTOMATED_COLOURS = ("#cccccc", "#000000")
+_SLA_BREACHED_COLOURS = ("#cc3a21", "#ffffff")
 
 # Only urgent and high get a label: a label on every normal ticket would be noise.
 LABELLED_PRIORITIES = (Priority.URGENT, Priority.HIGH)
@@ -47,6 +48,8 @@ class TicketLabelState:
     priority: Priority
     assignee_name: str | None
     automated: bool = False
+    # The ticket wears the "sla-breached" tag (app/sla/escalation.py, action add_label).
+    sla_breached: bool = False
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,8 @@ class LabelChange:
     priority: Priority | None = None
     assignee_name: str | None = None
     unassign: bool = False
+    # The SLA-breached label put on (True) or taken off (False): the ticket's tag follows.
+    sla_breached: bool | None = None
 
     @property
     def is_empty(self) -> bool:
@@ -65,6 +70,7 @@ class LabelChange:
             and self.priority is None
             and self.assignee_name is None
             and not self.unassign
+            and self.sla_breached is None
         )
 
 
@@ -95,6 +101,10 @@ class Taxonomy:
         return f"{self.root}/Automated"
 
     @property
+    def sla_breached_label(self) -> str:
+        return f"{self.root}/SLA/Breached"
+
+    @property
     def _assigned_prefix(self) -> str:
         return f"{self.root}/Assigned/"
 
@@ -112,6 +122,8 @@ class Taxonomy:
             names.add(self.unassigned_label)
         if state.automated:
             names.add(self.automated_label)
+        if state.sla_breached:
+            names.add(self.sla_breached_label)
         return frozenset(names)
 
     def fixed_labels(self) -> frozenset[str]:
@@ -120,7 +132,9 @@ class Taxonomy:
         to be there. Agents' labels come with their first assignment."""
         names = {self.status_label(s) for s in Status}
         names |= {self.priority_label(p) for p in LABELLED_PRIORITIES}
-        return frozenset({*names, self.unassigned_label, self.automated_label})
+        return frozenset(
+            {*names, self.unassigned_label, self.automated_label, self.sla_breached_label}
+        )
 
     def spec(self, name: str) -> LabelSpec:
         for status, (bg, fg) in _STATUS_COLOURS.items():
@@ -133,6 +147,8 @@ class Taxonomy:
             return LabelSpec(name, *_UNASSIGNED_COLOURS)
         if name == self.automated_label:
             return LabelSpec(name, *_AUTOMATED_COLOURS)
+        if name == self.sla_breached_label:
+            return LabelSpec(name, *_SLA_BREACHED_COLOURS)
         return LabelSpec(name, *_ASSIGNED_COLOURS)
 
     # -- labels → ticket ---------------------------------------------------------------------
@@ -142,6 +158,12 @@ class Taxonomy:
         Only additions decide a new status, assignee or priority: removing a status label alone
         says nothing about which status is meant, so we put ours back instead. Removing the
         assignee's label unassigns; removing the priority label returns to normal.
+
+        The SLA-breached label mirrors the ticket's ``sla-breached`` tag both ways: a person who
+        takes it off has seen the breach and dismisses the flag (the tag goes, and the label is
+        not pushed back at them); status, priority and assignee stay as they are. Putting it on
+        by hand adds the tag. The escalation itself is not redone either way: it is recorded
+        once per deadline (app/sla/escalation.py).
         """
         added = {n for n in current - applied if self.is_ours(n)}
         removed = {n for n in applied - current if self.is_ours(n)}
@@ -157,6 +179,17 @@ class Taxonomy:
             self.unassigned_label in added
             or any(n.startswith(self._assigned_prefix) for n in removed)
         )
+        sla_breached = (
+            True
+            if self.sla_breached_label in added
+            else False
+            if self.sla_breached_label in removed
+            else None
+        )
         return LabelChange(
-            status=status, priority=priority, assignee_name=assignee_name, unassign=unassign
+            status=status,
+            priority=priority,
+            assignee_name=assignee_name,
+            unassign=unassign,
+            sla_breached=sla_breached,
         )

@@ -13,6 +13,7 @@ from app.agents.schemas import (
     TokenRead,
 )
 from app.api.deps import AdminAgent, CurrentAgent, RowId, SessionDep
+from app.assignment.service import assign_waiting_for_agent
 from app.errors import Forbidden
 
 router = APIRouter(prefix="/api/v1/agents", tags=["agents"])
@@ -59,7 +60,13 @@ def update_agent(
         signature=body.signature,
         role=body.role,
         is_active=body.is_active,
+        away=body.away,
+        skills=body.skills,
     )
+    if body.away is False or body.is_active or body.timezone is not None:
+        # The agent may be available now: the tickets waiting in their teams go out with this
+        # request rather than at the worker's next pass.
+        assign_waiting_for_agent(session, agent_id=agent.id)
     return AgentRead.model_validate(agent)
 
 

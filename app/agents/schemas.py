@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,8 +18,13 @@ class AgentCreate(BaseModel):
     timezone: str = Field(default="UTC", max_length=64)
 
 
+# A skill is matched against ticket tags (app/assignment/service.py), so it has a tag's shape.
+Skill = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00\s]+$")]
+
+
 class AgentUpdate(BaseModel):
-    """Agents may change their own name, time zone and signature; role and activity are admins'."""
+    """Agents may change their own name, time zone, signature and away switch; leads set the away
+    switch and the skills of anyone; role and activity are admins'."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -27,6 +33,9 @@ class AgentUpdate(BaseModel):
     signature: str | None = Field(default=None, max_length=5000, pattern=NO_NUL)
     role: Role | None = None
     is_active: bool | None = None
+    # While set, the agent is never assigned tickets automatically.
+    away: bool | None = None
+    skills: list[Skill] | None = Field(default=None, max_length=50)
 
 
 class AgentRead(BaseModel):
@@ -40,6 +49,7 @@ class AgentRead(BaseModel):
     signature: str | None
     is_active: bool
     away: bool
+    skills: list[str]
     created_at: datetime
 
 

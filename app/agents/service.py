@@ -64,13 +64,21 @@ def update_agent(
     signature: str | None = None,
     role: Role | None = None,
     is_active: bool | None = None,
+    away: bool | None = None,
+    skills: list[str] | None = None,
 ) -> Agent:
+    """Change an agent. Rights: admins anything; leads the away switch and the skills of anyone
+    (they run the rota and know who can solve what); agents their own profile and away switch."""
     agent = get_agent(session, agent_id)
     is_admin = by.role == Role.ADMIN
-    if not is_admin and by.id != agent.id:
-        raise Forbidden("only admins change other agents")
+    is_lead = by.role == Role.LEAD
+    profile_change = name is not None or timezone is not None or signature is not None
+    if not is_admin and by.id != agent.id and (profile_change or not is_lead):
+        raise Forbidden("only admins change other agents; leads may set their away switch")
     if not is_admin and (role is not None or is_active is not None):
         raise Forbidden("only admins change roles and deactivate agents")
+    if skills is not None and not (is_admin or is_lead):
+        raise Forbidden("only leads and admins set skills")
     losing_admin = agent.role == Role.ADMIN and (
         (role is not None and role != Role.ADMIN) or is_active is False
     )
@@ -86,6 +94,11 @@ def update_agent(
         agent.role = role
     if is_active is not None:
         agent.is_active = is_active
+    if away is not None:
+        agent.away = away
+    if skills is not None:
+        # Matched against ticket tags case-insensitively; kept once each, in the order given.
+        agent.skills = list(dict.fromkeys(skill.lower() for skill in skills))
     session.flush()
     return agent
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import or_, select
@@ -16,22 +17,45 @@ def bare_message_id(message_id: str) -> str:
     return message_id.strip().removeprefix("<").removesuffix(">")
 
 
+# Outbox kinds of mail to our own staff, not the customer (SLA escalation notices,
+# app/sla/escalation.py): a reply to one is a colleague's, never the customer's message.
+STAFF_NOTICE_PREFIX = "esc:"
+
+
+@dataclass(frozen=True)
+class OutboxIds:
+    """What our outbox says about Message-IDs: the tickets of mail sent to customers, and the
+    ids of notices sent to staff."""
+
+    tickets: dict[str, int]
+    staff_notices: frozenset[str]
+
+
 def tickets_of_outbox_ids(
     session: Session, *, mailbox_id: int, rfc822_ids: Collection[str]
-) -> dict[str, int]:
-    """Message-ID → ticket id for those of these ids that are our outbox's: a reply to our
-    acknowledgement finds its ticket even before the sent copy is synced back.
+) -> OutboxIds:
+    """Message-ID → ticket id for those of these ids that are our outbox's mail to customers: a
+    reply to our acknowledgement finds its ticket even before the sent copy is synced back.
 
     The outbox keeps ids as sent, "<…>"; parsed mail gives them bare: both forms are asked for,
     and the answer is keyed by the form the caller gave."""
     if not rfc822_ids:
-        return {}
+        return OutboxIds({}, frozenset())
     asked = {f"<{bare_message_id(i)}>": i for i in rfc822_ids}
-    stmt = select(OutboxMessage.rfc822_message_id, OutboxMessage.ticket_id).where(
+    stmt = select(
+        OutboxMessage.rfc822_message_id, OutboxMessage.ticket_id, OutboxMessage.kind
+    ).where(
         OutboxMessage.mailbox_id == mailbox_id,
         OutboxMessage.rfc822_message_id.in_(list(asked)),
     )
-    return {asked[rfc822_id]: ticket_id for rfc822_id, ticket_id in session.execute(stmt)}
+    tickets: dict[str, int] = {}
+    notices: set[str] = set()
+    for rfc822_id, ticket_id, kind in session.execute(stmt):
+        if kind.startswith(STAFF_NOTICE_PREFIX):
+            notices.add(asked[rfc822_id])
+        else:
+            tickets[asked[rfc822_id]] = ticket_id
+    return OutboxIds(tickets, frozenset(notices))
 
 
 def enqueue(

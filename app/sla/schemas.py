@@ -157,3 +157,99 @@ class SlaPolicyRead(BaseModel):
     first_response_ceiling_minutes: int | None
     created_at: datetime
     updated_at: datetime
+
+
+# -- escalation rules ----------------------------------------------------------------------------
+
+EscalationStage = Literal["at_risk", "breached"]
+EscalationActionType = Literal["notify_lead", "raise_priority", "reassign", "add_label"]
+
+
+class EscalationAction(BaseModel):
+    """One thing an escalation does: ``notify_lead`` (an e-mail to the ticket team's leads
+    through the mailbox), ``raise_priority`` (one step, due times kept), ``reassign`` (to another
+    available agent of the team), ``add_label`` (tag ``sla-breached``, Gmail label
+    ``Support/SLA/Breached``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: EscalationActionType
+
+
+def _unique_actions(actions: list[EscalationAction]) -> list[EscalationAction]:
+    """Each action once, in the order given: doing one twice in an escalation means nothing."""
+    seen: set[str] = set()
+    kept = []
+    for action in actions:
+        if action.type not in seen:
+            seen.add(action.type)
+            kept.append(action)
+    return kept
+
+
+Actions = Annotated[list[EscalationAction], Field(max_length=8)]
+
+
+class EscalationRuleCreate(BaseModel):
+    """What happens at one stage of a deadline. ``mailbox_id`` null: every mailbox without a rule
+    of its own for that stage. ``actions: []`` is a rule that does nothing (silences the
+    built-in defaults); a disabled rule counts as absent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mailbox_id: RowRef | None = None
+    stage: EscalationStage
+    actions: Actions
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _dedupe(self) -> EscalationRuleCreate:
+        self.actions = _unique_actions(self.actions)
+        return self
+
+
+class EscalationRuleUpdate(BaseModel):
+    """Absent fields stay; ``mailbox_id: null`` makes the rule global."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mailbox_id: RowRef | None = None
+    stage: EscalationStage | None = None
+    actions: Actions | None = None
+    enabled: bool | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> EscalationRuleUpdate:
+        for name in ("stage", "actions", "enabled"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null; leave it out to keep it unchanged")
+        if self.actions is not None:
+            self.actions = _unique_actions(self.actions)
+        return self
+
+
+class EscalationRuleRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    mailbox_id: int | None
+    stage: EscalationStage
+    actions: list[EscalationAction]
+    enabled: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class EffectiveStage(BaseModel):
+    """What an escalation at ``stage`` does for the mailbox, and where that comes from: the
+    mailbox's own rule, the global rule, or the built-in default (``rule_id`` null)."""
+
+    stage: EscalationStage
+    actions: list[EscalationAction]
+    source: Literal["mailbox", "global", "default"]
+    rule_id: int | None
+
+
+class EffectiveEscalation(BaseModel):
+    mailbox_id: int | None
+    stages: list[EffectiveStage]

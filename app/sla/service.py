@@ -229,25 +229,33 @@ def calendar_for_ticket(session: Session, *, ticket: Ticket) -> Calendar:
 # -- applying to tickets ------------------------------------------------------------------------
 
 
-def apply_sla(session: Session, *, ticket: Ticket, now: datetime | None = None) -> None:
+def apply_sla(
+    session: Session,
+    *,
+    ticket: Ticket,
+    now: datetime | None = None,
+    policy: SlaPolicy | None = None,
+) -> None:
     """Choose the ticket's policy and set its due and at-risk instants.
 
     The clock starts at ``now`` if given, else at the ticket's ``created_at`` (else the present).
     Paused minutes already spent (``sla_paused_minutes``) are kept. A ticket that already has its
-    first response keeps its first-response times (they are history).
+    first response keeps its first-response times (they are history). ``policy`` given: its
+    targets apply whatever the ticket's priority and segment (a triage rule's set_sla_policy).
     """
     start = now or ticket.created_at or utcnow()
     priority = Priority(ticket.priority or Priority.NORMAL)
     # No autoflush: the lookups must not write the caller's half-made change (and bump the
     # ticket's version twice).
     with session.no_autoflush:
-        customer = session.get(Customer, ticket.customer_id)
-        policy = pick_policy(
-            _candidate_policies(session, mailbox_id=ticket.mailbox_id, priority=priority),
-            priority=priority,
-            mailbox_id=ticket.mailbox_id,
-            segment=customer.segment if customer is not None else None,
-        )
+        if policy is None:
+            customer = session.get(Customer, ticket.customer_id)
+            policy = pick_policy(
+                _candidate_policies(session, mailbox_id=ticket.mailbox_id, priority=priority),
+                priority=priority,
+                mailbox_id=ticket.mailbox_id,
+                segment=customer.segment if customer is not None else None,
+            )
         targets = Targets.of(policy, priority)
         if targets.calendar_id is not None:
             calendar = calendar_by_id(session, targets.calendar_id)

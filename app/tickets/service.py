@@ -269,6 +269,7 @@ def update_ticket(
                 )
             )
             ticket.assignee = new_assignee
+            ticket.awaiting_assignment = False  # a person decided: the worker stops trying
 
     if update.tags is not None and update.tags != ticket.tags:
         changes.append(("tags", ticket.tags, update.tags))
@@ -302,7 +303,9 @@ def update_ticket(
 
 
 # Ticket fields that Gmail labels show (labels/taxonomy.py): a change re-pushes the labels.
-LABELLED_FIELDS = frozenset({"status", "priority", "assignee"})
+# Tags too: "automated" and "sla-breached" are labels (a push with nothing to change costs no
+# Gmail call).
+LABELLED_FIELDS = frozenset({"status", "priority", "assignee", "tags"})
 
 
 def mark_labels_dirty(ticket: Ticket) -> None:
