@@ -21,14 +21,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
 
 import gmail_sync
 from app.agents import service as agents
-from app.agents.models import Role
+from app.agents.models import Role, Team
+from app.assignment.service import Strategy
+from app.assignment.teams import create_team
 from app.config import get_settings, reset_settings
 from app.db.session import get_database
 from app.mailboxes.models import Mailbox, MailboxAuthKind
 from app.mailboxes.service import connect_mailbox
+from app.rules.defaults import seed_default_rules
+from app.rules.models import Rule
 from app.server import PortInUse, bind_socket
 from app.tickets.models import Ticket
 from gmail_sync.emulator.persistence import EmulatorStateError
@@ -42,6 +47,7 @@ DEMO_TEAM = (
     ("lead@demo.inboxdesk.test", "Lena Lead", Role.LEAD),
     ("agent@demo.inboxdesk.test", "Alex Agent", Role.AGENT),
 )
+DEMO_TEAM_NAME = "Demo support team"
 DEMO_MAIL_DIR = Path(gmail_sync.__file__).resolve().parent / "demo_mail"
 EMULATOR_HOST = "127.0.0.1"
 EMULATOR_STATE_FILE = "emulator.json"
@@ -86,6 +92,7 @@ def prepare_demo(*, admin_email: str) -> str:
         mailbox.full_sync_days = DEMO_FULL_SYNC_DAYS
         # The default reply templates, once: later runs keep what the demo user changed.
         seed_default_templates(session)
+        _prepare_triage(session, mailbox_id=mailbox.id)
         # A demo killed without Ctrl-C (SIGKILL, a closed terminal) left its lease behind; this
         # data dir has no other worker, so the new one need not wait for it to expire.
         session.execute(
@@ -94,6 +101,22 @@ def prepare_demo(*, admin_email: str) -> str:
             .values(lease_owner=None, lease_until=None)
         )
     return token
+
+
+def _prepare_triage(session: Session, *, mailbox_id: int) -> None:
+    """The default triage rules (urgency, VIP) and a round-robin team of the demo lead and agent
+    for the demo mailbox, on the first run only: later runs keep what the demo user changed."""
+    if session.execute(select(Rule.id).limit(1)).first() is None:
+        seed_default_rules(session)
+    if session.execute(select(Team.id).where(Team.name == DEMO_TEAM_NAME)).first() is None:
+        members = [agents.find_agent(session, email) for email, _name, _role in DEMO_TEAM]
+        create_team(
+            session,
+            name=DEMO_TEAM_NAME,
+            mailbox_id=mailbox_id,
+            assignment_strategy=Strategy.ROUND_ROBIN,
+            member_ids=[m.id for m in members if m is not None],
+        )
 
 
 def _loopback_address(host: str) -> str | None:

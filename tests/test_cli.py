@@ -21,6 +21,7 @@ import pytest
 from app.agents import service as agents
 from app.agents.models import Role
 from app.db.session import Database
+from app.demo import DEMO_TEAM
 from gmail_sync.emulator import EmulatorState
 from tests.conftest import free_port
 from tests.scratch_db import scratch_database_url
@@ -211,6 +212,15 @@ def _check_demo(demo: Demo) -> tuple[dict[int, list[str]], str]:
         assert all(len(ids) == 1 for ids in threads.values()), threads
         assert len({ids[0] for ids in threads.values()}) == len(threads), "a thread twice"
         assert {t["mailbox"]["email"] for t in page["items"]} == {DEMO_MAILBOX}
+        # The demo's round-robin team shares the tickets between its lead and agent, and the
+        # default urgency rules raised the outage reports.
+        per_agent: dict[str, int] = {}
+        for t in page["items"]:
+            assignee = (t["assignee"] or {}).get("email")
+            per_agent[assignee] = per_agent.get(assignee, 0) + 1
+        assert set(per_agent) == {email for email, _name, _role in DEMO_TEAM}, per_agent
+        assert max(per_agent.values()) - min(per_agent.values()) <= 1, per_agent
+        assert any(t["priority"] == "urgent" for t in page["items"])
 
         assert client.get("/api/v1/tickets").status_code == 401
 
