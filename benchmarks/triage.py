@@ -242,10 +242,10 @@ def _seed_teams(database: Database, options: Options) -> tuple[list[int], list[i
             teams.append(team)
         session.flush()
         team_ids = [team.id for team in teams]
+        # The newest tickets, made new and unassigned again: what arrives to be assigned.
         candidates = list(
             session.execute(
                 select(Ticket.id)
-                .where(Ticket.status.in_((Status.NEW, Status.OPEN)))
                 .order_by(Ticket.id.desc())
                 .limit(options.assign_warmup + options.assignments)
             ).scalars()
@@ -253,7 +253,14 @@ def _seed_teams(database: Database, options: Options) -> tuple[list[int], list[i
         session.execute(
             update(Ticket)
             .where(Ticket.id.in_(candidates))
-            .values(assignee_id=None, team_id=None, awaiting_assignment=False)
+            .values(
+                status=Status.NEW,
+                assignee_id=None,
+                team_id=None,
+                awaiting_assignment=False,
+                resolved_at=None,
+                closed_at=None,
+            )
         )
         for ticket_id in candidates[::2]:
             session.merge(TicketTag(ticket_id=ticket_id, tag=rng.choice(SKILLS)))
