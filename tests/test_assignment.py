@@ -356,6 +356,53 @@ def test_assignment_leaves_events_and_queues_the_label_push(session: Session, bo
     assert shown.assignee.id == a.id
 
 
+def test_an_assignment_from_a_fresh_session_reads_what_the_session_does_not_hold(
+    session: Session, box: Mailbox
+) -> None:
+    """Tags, time off and the holder's address come from the database when the session holds
+    nothing of the ticket or the team; the team's turn is written and the session's copy is
+    current, not left to be written again."""
+    a, b, c = make_agents(session, 3)
+    a.skills, b.skills, c.skills = ["billing"], ["billing"], ["delivery"]
+    b.time_off = [AgentTimeOff(starts_on=date(2024, 3, 3), ends_on=date(2024, 3, 5))]
+    team = make_team(session, [a, b, c], Strategy.SKILLS)
+    ticket = new_ticket(session, box, tags=["Billing"], thread="thread-9")
+    ticket.threads[0].labels_dirty = False
+    session.flush()
+    ticket_id, team_id = ticket.id, team.id
+    session.expunge_all()
+
+    fresh = session.get_one(Ticket, ticket_id)
+    first = assign_ticket(session, ticket=fresh, actor=SYSTEM, team_id=team_id, now=MONDAY_NOON)
+    assert first is not None
+    assert first.id == a.id
+    session.expunge_all()
+    fresh = session.get_one(Ticket, ticket_id)
+    # a excluded, b on time off: nobody else has the skill, so the generalist c.
+    again = assign_ticket(session, ticket=fresh, actor=SYSTEM, now=MONDAY_NOON, exclude={a.id})
+    assert again is not None
+    assert again.id == c.id
+    changes = select(Event.field, Event.old_value, Event.new_value).where(
+        Event.ticket_id == ticket_id, Event.field.in_(["team", "assignee"])
+    )
+    assert [tuple(row) for row in session.execute(changes.order_by(Event.id))] == [
+        ("team", None, team_id),
+        ("assignee", None, a.email),
+        ("assignee", a.email, c.email),
+    ]
+    held = session.get_one(Team, team_id)
+    assert held.last_assigned_agent_id == c.id
+    assert not session.dirty
+    stored = select(Team.last_assigned_agent_id).where(Team.id == team_id)
+    assert session.execute(stored).scalar_one() == c.id
+    dirty = select(TicketThread.labels_dirty).where(TicketThread.ticket_id == ticket_id)
+    assert session.execute(dirty).scalar_one() is True
+    assert (
+        fresh.version
+        == session.execute(select(Ticket.version).where(Ticket.id == ticket_id)).scalar_one()
+    )
+
+
 def test_reassigning_with_exclude_passes_the_ticket_on(session: Session, box: Mailbox) -> None:
     a, b, c = make_agents(session, 3)
     team = make_team(session, [a, b, c], Strategy.LEAST_LOADED)

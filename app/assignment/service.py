@@ -24,32 +24,42 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     Date,
-    Integer,
+    Executable,
+    Insert,
     ScalarSelect,
+    String,
+    Update,
     bindparam,
+    cast,
     func,
+    insert,
     inspect,
-    literal,
     or_,
     select,
     union_all,
     update,
 )
 from sqlalchemy.exc import InvalidRequestError
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import Session, aliased, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from app.agents.models import Agent, AgentShift, AgentTimeOff, Team, team_members
 from app.assignment.availability import on_duty
 from app.db.base import utcnow
 from app.errors import NotFound
-from app.tickets.events import Actor, record_event
-from app.tickets.models import Status, Ticket, TicketTag, TicketThread
+from app.tickets.events import Actor
+from app.tickets.models import Event, Status, Ticket, TicketTag, TicketThread
 
 
 class Strategy(enum.StrEnum):
@@ -77,7 +87,7 @@ def choose_agent(
     locked = _lock_team(session, team.id)
     if locked is None:  # deleted meanwhile
         return None
-    return _decide(session, team=locked, ticket=ticket, now=now, exclude=exclude)
+    return _decide(session, team=locked, ticket=ticket, now=now, exclude=exclude)[0]
 
 
 def assign_ticket(
@@ -107,43 +117,39 @@ def assign_ticket(
     # The decision's reads come before any change to the ticket, so that the ticket is written
     # once, in the flush at the end (each write of a ticket row bumps its version).
     agent = None
+    read = None
     if team is not None and automatic and ticket.status in RUNNING:
-        agent = _decide(session, team=team, ticket=ticket, now=now, exclude=exclude)
+        agent, read = _decide(
+            session, team=team, ticket=ticket, now=now, exclude=exclude, record_turn=False
+        )
     new_assignee = agent is not None and agent.id != ticket.assignee_id
-    old_assignee = None
-    if new_assignee and ticket.assignee_id is not None:
-        old_assignee = session.get(Agent, ticket.assignee_id)
+    write = _Write(ticket_id=ticket.id, actor=actor)
     if new_assignee:
-        _mark_labels_dirty(session, ticket)
+        if "threads" in inspect(ticket).unloaded:
+            write.threads_dirty = True
+        else:
+            _mark_labels_dirty(ticket)
+    if agent is not None and team is not None and team.last_assigned_agent_id != agent.id:
+        write.turn = (team, agent.id)
 
     changed = moving or new_assignee
     if moving:
-        record_event(
-            session, ticket_id=ticket.id, actor=actor, field="team", old=ticket.team_id, new=team_id
-        )
-        ticket.team_id = team_id
+        write.event("team", old=ticket.team_id, new=team_id)
     if agent is not None and new_assignee:
-        record_event(
-            session,
-            ticket_id=ticket.id,
-            actor=actor,
-            field="assignee",
-            old=old_assignee.email if old_assignee is not None else None,
-            new=agent.email,
-        )
-        ticket.assignee_id = agent.id
-        _refresh_assignee(ticket, agent)
+        write.event("assignee", old=_holder_email(session, ticket, read), new=agent.email)
     # Waiting: an automatic team found nobody for a running unassigned ticket (a reassignment
     # that found nobody leaves the ticket with its holder); anything else ends a wait.
     waits = agent is None and automatic and ticket.status in RUNNING and ticket.assignee_id is None
     if team is not None and waits and not ticket.awaiting_assignment:
-        record_event(
-            session,
-            ticket_id=ticket.id,
-            actor=actor,
-            field="assignment_waiting",
-            new={"team_id": team.id},
-        )
+        write.event("assignment_waiting", new={"team_id": team.id})
+    # Before the ticket changes: the statements go out on the connection, and nothing of the
+    # ticket is flushed ahead of its one write below.
+    write.execute(session)
+    if moving:
+        ticket.team_id = team_id
+    if agent is not None and new_assignee:
+        ticket.assignee_id = agent.id
+        _refresh_assignee(ticket, agent)
     if ticket.awaiting_assignment != waits:
         ticket.awaiting_assignment = waits
         changed = True
@@ -235,32 +241,40 @@ def default_team_id(session: Session, *, mailbox_id: int) -> int | None:
 
 
 def _decide(
-    session: Session, *, team: Team, ticket: Ticket, now: datetime, exclude: Collection[int]
-) -> Agent | None:
-    """choose_agent's body, for a team row this transaction has locked already."""
+    session: Session,
+    *,
+    team: Team,
+    ticket: Ticket,
+    now: datetime,
+    exclude: Collection[int],
+    record_turn: bool = True,
+) -> tuple[Agent | None, _Members | None]:
+    """choose_agent's body, for a team row this transaction has locked already; also what it
+    read of the members. ``record_turn=False``: the caller writes the round-robin turn."""
     if team.assignment_strategy == Strategy.MANUAL:
-        return None
-    # Read after the lock: the loads include what the previous holder assigned.
-    members, loads = _available_members(
-        session, team_id=team.id, ticket=ticket, now=now, exclude=exclude
-    )
-    if not members:
-        return None
+        return None, None
+    # Read after the lock, in a statement of its own: under READ COMMITTED its snapshot is taken
+    # once the lock is granted, so the loads include what the previous holder assigned (a read
+    # in the locking statement itself would see the snapshot from before the wait).
+    read = _available_members(session, team_id=team.id, ticket=ticket, now=now, exclude=exclude)
+    if not read.available:
+        return None, read
     cap = team.agent_cap
-    candidates = [m for m in members if cap is None or loads.get(m.id, 0) < cap]
+    loads = read.loads
+    candidates = [m for m in read.available if cap is None or loads.get(m.id, 0) < cap]
     if not candidates:
-        return None
+        return None, read
     chosen = _pick(
-        session,
         strategy=team.assignment_strategy,
         team=team,
         ticket=ticket,
         candidates=candidates,
         loads=loads,
+        tags=read.tags,
     )
-    if team.last_assigned_agent_id != chosen.id:
+    if record_turn and team.last_assigned_agent_id != chosen.id:
         team.last_assigned_agent_id = chosen.id
-    return chosen
+    return chosen, read
 
 
 # What a decision reads of its team: re-read under the lock, as the previous holder left it.
@@ -305,8 +319,75 @@ def _load_of(agent_id: ColumnElement[int]) -> ScalarSelect[int]:
 
 # The decision's statements are built once: constructing them costs as much Python time as
 # running them (benchmarks/triage.py).
+
+# Separates aggregated values: tags are free text, so not a comma (shift and time-off values are
+# digits, dates and colons only).
+_UNIT = "\x1f"
+
+
+class _IsoDay(FunctionElement[str]):
+    """A date as 'YYYY-MM-DD' text whatever the server's DateStyle (PostgreSQL's plain cast
+    follows DateStyle; SQLite stores dates as that text already)."""
+
+    type = String()
+    inherit_cache = True
+
+
+@compiles(_IsoDay)
+def _iso_day_default(element: _IsoDay, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"CAST({compiler.process(element.clauses, **kw)} AS VARCHAR)"
+
+
+@compiles(_IsoDay, "postgresql")
+def _iso_day_postgresql(element: _IsoDay, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"to_char({compiler.process(element.clauses, **kw)}, 'YYYY-MM-DD')"
+
+
+def _text(column: ColumnElement[Any]) -> ColumnElement[str]:
+    return cast(column, String)
+
+
+# Each member's week as "weekday:start:end,..." and time off that can still cover today (time off
+# that ended before yesterday, in any time zone, cannot) as "first:last,...": read with the
+# member row, not by a query per member or a second round trip; a team's week is a hundred-odd
+# shift rows, and an ORM object for each would cost more than the rest of the decision.
+_SHIFTS_OF = (
+    select(
+        func.aggregate_strings(
+            _text(AgentShift.weekday)
+            + ":"
+            + _text(AgentShift.start_minute)
+            + ":"
+            + _text(AgentShift.end_minute),
+            ",",
+        )
+    )
+    .where(AgentShift.agent_id == Agent.id)
+    .scalar_subquery()
+)
+_TIME_OFF_OF = (
+    select(
+        func.aggregate_strings(
+            _IsoDay(AgentTimeOff.starts_on) + ":" + _IsoDay(AgentTimeOff.ends_on), ","
+        )
+    )
+    .where(
+        AgentTimeOff.agent_id == Agent.id,
+        AgentTimeOff.ends_on >= bindparam("recent", type_=Date()),
+    )
+    .scalar_subquery()
+)
+# Not per member, but in the same statement: the ticket's tags (for the skills strategy) and its
+# current holder's address (for the reassignment's event), each evaluated once.
+_TAGS = (
+    select(func.aggregate_strings(TicketTag.tag, _UNIT))
+    .where(TicketTag.ticket_id == bindparam("ticket_id"))
+    .scalar_subquery()
+)
+_Holder = aliased(Agent)
+_HOLDER_EMAIL = select(_Holder.email).where(_Holder.id == bindparam("holder_id")).scalar_subquery()
 _MEMBERS = (
-    select(Agent, _load_of(Agent.id))
+    select(Agent, _load_of(Agent.id), _SHIFTS_OF, _TIME_OFF_OF, _TAGS, _HOLDER_EMAIL)
     .join(team_members, team_members.c.agent_id == Agent.id)
     .where(
         team_members.c.team_id == bindparam("team_id"),
@@ -317,85 +398,86 @@ _MEMBERS = (
 )
 _MEMBERS_EXCEPT = _MEMBERS.where(Agent.id.not_in(bindparam("exclude", expanding=True)))
 
-# Shifts and recent time off as plain tuples, in one query: a team's week is a hundred-odd
-# shift rows, and an ORM object for each would cost more than the rest of the decision.
-_NO_DAY = literal(None, Date())
-_NO_MINUTE = literal(None, Integer())
-_ROTA = union_all(
-    select(
-        AgentShift.agent_id,
-        AgentShift.weekday,
-        AgentShift.start_minute,
-        AgentShift.end_minute,
-        _NO_DAY,
-        _NO_DAY,
-    ).where(AgentShift.agent_id.in_(bindparam("agent_ids", expanding=True))),
-    select(
-        AgentTimeOff.agent_id,
-        _NO_MINUTE,
-        _NO_MINUTE,
-        _NO_MINUTE,
-        AgentTimeOff.starts_on,
-        AgentTimeOff.ends_on,
-    ).where(
-        AgentTimeOff.agent_id.in_(bindparam("agent_ids", expanding=True)),
-        AgentTimeOff.ends_on >= bindparam("recent", type_=Date()),
-    ),
-)
+
+@dataclass
+class _Members:
+    """What one statement read of a team under its lock (see _MEMBERS)."""
+
+    available: list[Agent]
+    loads: dict[int, int]
+    # The ticket's tags, and its holder's email (None when unassigned): read with the members.
+    tags: list[str] = field(default_factory=list)
+    holder_email: str | None = None
+
+
+def _shifts(text: str | None) -> list[tuple[int, int, int]]:
+    if not text:
+        return []
+    out = []
+    for item in text.split(","):
+        weekday, start, end = item.split(":")
+        out.append((int(weekday), int(start), int(end)))
+    return out
+
+
+def _days(text: str | None) -> list[tuple[date, date]]:
+    if not text:
+        return []
+    out = []
+    for item in text.split(","):
+        first, last = item.split(":")
+        out.append((date.fromisoformat(first), date.fromisoformat(last)))
+    return out
 
 
 def _available_members(
     session: Session, *, team_id: int, ticket: Ticket, now: datetime, exclude: Collection[int]
-) -> tuple[list[Agent], dict[int, int]]:
+) -> _Members:
     """The team's members available at ``now``, and each one's load (see _load_of)."""
+    params: dict[str, Any] = {
+        "team_id": team_id,
+        # Time off that ended before yesterday (in any time zone) cannot cover today.
+        "recent": (now - timedelta(days=2)).date(),
+        "ticket_id": ticket.id,
+        "holder_id": ticket.assignee_id,
+    }
     if exclude:
-        params = {"team_id": team_id, "exclude": list(exclude)}
-        rows = session.execute(_MEMBERS_EXCEPT, params).all()
-    else:
-        rows = session.execute(_MEMBERS, {"team_id": team_id}).all()
+        params["exclude"] = list(exclude)
+    rows = session.execute(_MEMBERS_EXCEPT if exclude else _MEMBERS, params).all()
     if not rows:
-        return [], {}
-    loads = {agent.id: load for agent, load in rows}
+        return _Members([], {})
+    loads = {agent.id: load for agent, load, *_ in rows}
     # A reassignment must not weigh against the ticket's current holder.
     if ticket.assignee_id in loads and ticket.id is not None and ticket.status in RUNNING:
         loads[ticket.assignee_id] -= 1
-    shifts: dict[int, list[tuple[int, int, int]]] = {}
-    time_off: dict[int, list[tuple[date, date]]] = {}
-    # Time off that ended before yesterday (in any time zone) cannot cover today.
-    recent = (now - timedelta(days=2)).date()
-    rota = session.execute(_ROTA, {"agent_ids": list(loads), "recent": recent}).all()
-    for agent_id, weekday, start, end, starts_on, ends_on in rota:
-        if weekday is not None:
-            shifts.setdefault(agent_id, []).append((weekday, start, end))
-        else:
-            time_off.setdefault(agent_id, []).append((starts_on, ends_on))
     available = [
         agent
-        for agent, _ in rows
+        for agent, _, shifts, time_off, _, _ in rows
         if on_duty(
-            timezone=agent.timezone,
-            shifts=shifts.get(agent.id, ()),
-            time_off=time_off.get(agent.id, ()),
-            now=now,
+            timezone=agent.timezone, shifts=_shifts(shifts), time_off=_days(time_off), now=now
         )
     ]
-    return available, loads
+    tags, holder_email = rows[0][4], rows[0][5]
+    return _Members(available, loads, tags.split(_UNIT) if tags else [], holder_email)
 
 
 def _pick(
-    session: Session,
     *,
     strategy: str,
     team: Team,
     ticket: Ticket,
     candidates: Sequence[Agent],
     loads: dict[int, int],
+    tags: list[str],
 ) -> Agent:
     if strategy == Strategy.ROUND_ROBIN:
         return _next_in_turn(candidates, team.last_assigned_agent_id)
     if strategy == Strategy.SKILLS:
-        tags = {t.lower() for t in _ticket_tags(session, ticket)}
-        scores = {c.id: len(tags & {s.lower() for s in c.skills or ()}) for c in candidates}
+        # Tags added in this session and not yet flushed count too.
+        wanted = {
+            t.lower() for t in (tags if "tag_rows" in inspect(ticket).unloaded else ticket.tags)
+        }
+        scores = {c.id: len(wanted & {s.lower() for s in c.skills or ()}) for c in candidates}
         best = max(scores.values())
         if best > 0:
             candidates = [c for c in candidates if scores[c.id] == best]
@@ -414,11 +496,119 @@ def _next_in_turn(candidates: Sequence[Agent], last_id: int | None) -> Agent:
     return ordered[0]
 
 
-def _ticket_tags(session: Session, ticket: Ticket) -> list[str]:
-    if "tag_rows" not in inspect(ticket).unloaded:
-        return ticket.tags
-    stmt = select(TicketTag.tag).where(TicketTag.ticket_id == ticket.id)
-    return list(session.execute(stmt).scalars())
+_EVENTS = Event.__table__
+_TEAMS = Team.__table__
+_THREADS = TicketThread.__table__
+_EVENT_COLUMNS = ("ticket_id", "actor_kind", "actor_id", "field", "old_value", "new_value", "at")
+
+
+def _events_insert(count: int) -> Insert:
+    """The events as one INSERT ... SELECT of UNION ALL rows, in order (ids follow the rows). A
+    multi-row VALUES insert would be compiled afresh each time: SQLAlchemy does not cache it."""
+    rows = [
+        select(
+            *(
+                bindparam(f"e{i}_{name}", type_=_EVENTS.c[name].type).label(name)
+                for name in _EVENT_COLUMNS
+            )
+        )
+        for i in range(count)
+    ]
+    source = rows[0] if count == 1 else union_all(*rows)
+    return insert(_EVENTS).from_select(list(_EVENT_COLUMNS), source)
+
+
+_THREADS_DIRTY = (
+    update(_THREADS)
+    .where(_THREADS.c.ticket_id == bindparam("w_ticket_id"))
+    .values(labels_dirty=True)
+)
+_TURN = (
+    update(_TEAMS)
+    .where(_TEAMS.c.id == bindparam("w_team_id"))
+    .values(last_assigned_agent_id=bindparam("w_turn"), updated_at=bindparam("w_at"))
+)
+# Built once per shape: (threads, events, turn, one statement).
+_WRITES: dict[tuple[bool, int, bool, bool], list[Executable]] = {}
+
+
+@dataclass
+class _Write:
+    """What an assignment writes besides the ticket row: the audit events, the round-robin turn
+    on the team, the threads' labels to push. Core statements on the connection (no ORM object
+    per event, no autoflush); on PostgreSQL one statement, the others as data-modifying WITH
+    queries (PostgreSQL docs, "WITH Queries", 7.8.4), so one round trip. The ticket row itself
+    stays with the ORM, whose flush checks and bumps its version."""
+
+    ticket_id: int
+    actor: Actor
+    events: list[dict[str, Any]] = field(default_factory=list)
+    threads_dirty: bool = False
+    # The team and the member whose turn it was.
+    turn: tuple[Team, int] | None = None
+
+    def event(self, name: str, *, old: Any = None, new: Any = None) -> None:
+        self.events.append({"field": name, "old_value": old, "new_value": new})
+
+    def execute(self, session: Session) -> None:
+        params: dict[str, Any] = {}
+        at = utcnow()
+        for i, row in enumerate(self.events):
+            row.update(
+                ticket_id=self.ticket_id,
+                actor_kind=self.actor.kind,
+                actor_id=self.actor.id,
+                at=at,
+            )
+            params.update({f"e{i}_{name}": row[name] for name in _EVENT_COLUMNS})
+        if self.threads_dirty:
+            params["w_ticket_id"] = self.ticket_id
+        if self.turn is not None:
+            params.update(w_team_id=self.turn[0].id, w_turn=self.turn[1], w_at=at)
+        if not params:
+            return
+        connection = session.connection()
+        together = connection.dialect.name == "postgresql"
+        shape = (self.threads_dirty, len(self.events), self.turn is not None, together)
+        statements = _WRITES.get(shape)
+        if statements is None:
+            statements = _WRITES[shape] = _write_statements(*shape)
+        for statement in statements:
+            connection.execute(statement, params)
+        if self.turn is not None:
+            # Written above: the session's copy is current, not a change to flush again.
+            team, agent_id = self.turn
+            set_committed_value(team, "last_assigned_agent_id", agent_id)
+            set_committed_value(team, "updated_at", at)
+
+
+def _write_statements(threads: bool, events: int, turn: bool, together: bool) -> list[Executable]:
+    parts: list[Insert | Update] = []
+    if threads:
+        parts.append(_THREADS_DIRTY)
+    if events:
+        parts.append(_events_insert(events))
+    if turn:
+        parts.append(_TURN)
+    if not together or len(parts) < 2:
+        return list(parts)
+    last = parts[-1]
+    for index, part in enumerate(parts[:-1]):
+        last = last.add_cte(part.cte(f"write_{index}"))
+    return [last]
+
+
+def _holder_email(session: Session, ticket: Ticket, read: _Members | None) -> str | None:
+    """The address of the ticket's current holder, for the assignee event: from the decision's
+    read, without a query of its own."""
+    if ticket.assignee_id is None:
+        return None
+    if "assignee" not in inspect(ticket).unloaded and ticket.assignee is not None:
+        return ticket.assignee.email
+    if read is not None and read.holder_email is not None:
+        return read.holder_email
+    holder = session.get(Agent, ticket.assignee_id)
+    return holder.email if holder is not None else None
 
 
 def _refresh_assignee(ticket: Ticket, agent: Agent) -> None:
@@ -427,18 +617,11 @@ def _refresh_assignee(ticket: Ticket, agent: Agent) -> None:
         ticket.assignee = agent
 
 
-def _mark_labels_dirty(session: Session, ticket: Ticket) -> None:
-    """The assignee shows as a Gmail label: queue the ticket's threads for a label push."""
-    if "threads" not in inspect(ticket).unloaded:
-        for thread in ticket.threads:
-            thread.labels_dirty = True
-        return
-    # A Core statement on the connection: no autoflush, so the ticket and the team are still
-    # written together in the caller's one flush.
-    threads = TicketThread.__table__
-    session.connection().execute(
-        update(threads).where(threads.c.ticket_id == ticket.id).values(labels_dirty=True)
-    )
+def _mark_labels_dirty(ticket: Ticket) -> None:
+    """The assignee shows as a Gmail label: queue the ticket's loaded threads for a label push
+    (unloaded ones are marked by _Write's statement, without loading them)."""
+    for thread in ticket.threads:
+        thread.labels_dirty = True
 
 
 def _clear_stale_waiting(session: Session, *, mailbox_id: int | None) -> None:
