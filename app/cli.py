@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -12,6 +12,9 @@ from app.config import get_settings
 from app.errors import AppError
 from app.logs import configure_logging
 from app.mailboxes.models import MailboxAuthKind
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 cli = typer.Typer(help="Inboxdesk: a helpdesk that lives inside Gmail.", no_args_is_help=True)
 db_cli = typer.Typer(help="Database schema (Alembic).", no_args_is_help=True)
@@ -117,6 +120,13 @@ def mailbox_add(
     open_browser: Annotated[
         bool, typer.Option("--open-browser/--no-browser", help="OAuth: open the consent page")
     ] = True,
+    default_rules: Annotated[
+        bool,
+        typer.Option(
+            "--default-rules/--no-default-rules",
+            help="seed the default triage rules (urgency, VIP) if the installation has no rules",
+        ),
+    ] = True,
 ) -> None:
     """Connect EMAIL to Gmail, or give it new credentials (it becomes active again).
 
@@ -155,9 +165,27 @@ def mailbox_add(
                 auto_ack=ack,
             )
             summary = f"mailbox {mailbox.email} ({kind.value}) connected with id {mailbox.id}"
+            seeded = _seed_rules_if_none(session) if default_rules else 0
     except AppError as exc:
         raise _fail(exc.message) from None
     typer.echo(f"{summary}, state active")
+    if seeded:
+        typer.echo(
+            f"default triage rules: {seeded} added (urgency, VIP); review them at /api/v1/rules"
+        )
+
+
+def _seed_rules_if_none(session: Session) -> int:
+    """The default rules for a new installation: only while it has no rule at all, so a rule
+    set someone edited (or emptied on purpose) is never topped up behind their back."""
+    from sqlalchemy import select
+
+    from app.rules.defaults import seed_default_rules
+    from app.rules.models import Rule
+
+    if session.execute(select(Rule.id).limit(1)).first() is not None:
+        return 0
+    return seed_default_rules(session)
 
 
 def _mailbox_credentials(

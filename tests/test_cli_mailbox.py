@@ -90,9 +90,11 @@ def test_add_emulator_mailbox_and_readd_it(cli_db: str, tmp_path: Path) -> None:
         "ru", "--timezone", "Asia/Kamchatka",
     )  # fmt: skip
     assert added.returncode == 0, added.stderr
-    assert added.stdout.strip() == (
-        "mailbox support@shop.test (emulator) connected with id 1, state active"
-    )
+    assert added.stdout.strip().splitlines() == [
+        "mailbox support@shop.test (emulator) connected with id 1, state active",
+        # The first mailbox of an installation without rules gets the default triage rules.
+        "default triage rules: 12 added (urgency, VIP); review them at /api/v1/rules",
+    ]
     [row] = mailbox_rows(cli_db)
     assert (row["email"], row["name"], row["language"], row["timezone"]) == (
         MAILBOX,
@@ -109,6 +111,7 @@ def test_add_emulator_mailbox_and_readd_it(cli_db: str, tmp_path: Path) -> None:
     set_state(cli_db, MAILBOX, "needs_reauth")
     again = run_cli(env, "mailbox", "add", MAILBOX, "--emulator")
     assert again.returncode == 0, again.stderr
+    assert "triage rules" not in again.stdout, "rules exist: never topped up"
     [row] = mailbox_rows(cli_db)
     assert (row["id"], row["name"], row["state"], row["last_error"]) == (1, "Shop", "active", None)
     assert row["timezone"] == "Asia/Kamchatka"

@@ -165,8 +165,13 @@ def test_replies_meet_only_the_rules_that_run_on_replies(
     ticket = ticket_of_thread(db, first["threadId"])
     assert tags_of(db, ticket.id) == ["new"]
     assert ticket.priority == Priority.NORMAL
-    # A calm reply: nothing; an urgent one: the reply rule only ("tag new" does not run again).
-    for message_id, body in (("r2@c.test", "Any news?"), ("r3@c.test", "Это срочно!")):
+    # A calm reply: nothing; an urgent one: the reply rule only ("tag new" does not run again);
+    # another urgent one changes nothing (already high), so it leaves no "rule_fired" line.
+    for message_id, body in (
+        ("r2@c.test", "Any news?"),
+        ("r3@c.test", "Это срочно!"),
+        ("r4@c.test", "Still urgent, please!"),
+    ):
         import_inbox(
             emulator,
             customer_mail(

@@ -68,8 +68,12 @@ def apply_firings(
     ticket: Ticket,
     firings: Sequence[Firing],
     now: datetime | None = None,
+    only_changes: bool = False,
 ) -> RuleOutcome:
     """Apply the firings' actions to ``ticket``, in order, and record the events.
+
+    ``only_changes``: a firing whose actions changed nothing leaves no ``rule_fired`` event (the
+    customers' replies: every reply of an urgent conversation would otherwise log one).
 
     ``ticket.tag_rows`` and ``ticket.threads`` must be loaded (the sync's tickets have them)."""
     outcome = RuleOutcome(ticket_id=ticket.id, fired=list(firings))
@@ -79,15 +83,24 @@ def apply_firings(
     applier = _Applier(session, ticket, outcome, now)
     for firing in firings:
         actor = Actor(kind=ActorKind.RULE, id=firing.rule_id)
-        record_event(
+        fired = record_event(
             session,
             ticket_id=ticket.id,
             actor=actor,
             field=FIRED_EVENT,
             new={"rule": firing.name, "actions": firing.action_types},
         )
+        before = len(outcome.changed)
         for action in firing.actions:
             applier.apply(action, actor, firing)
+        if only_changes and len(outcome.changed) == before:
+            # A reply that changed nothing (say, an urgency rule on a ticket already urgent, or
+            # the customer quoting their first message): no line in the audit log for it.
+            outcome.fired.remove(firing)
+            if fired in session.new:
+                session.expunge(fired)
+            else:
+                session.delete(fired)
     applier.finish()
     return outcome
 

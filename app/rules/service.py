@@ -267,7 +267,7 @@ def apply_rules_to_replies(
     now = now or utcnow()
     outcomes: dict[int, RuleOutcome] = {}
     for ticket, firings in fired:
-        outcome = apply_firings(session, ticket=ticket, firings=firings, now=now)
+        outcome = apply_firings(session, ticket=ticket, firings=firings, now=now, only_changes=True)
         previous = outcomes.get(ticket.id)
         if previous is not None:
             outcome.fired = previous.fired + outcome.fired
