@@ -31,8 +31,8 @@ from app.rules.engine import Firing
 from app.sla.models import SlaPolicy
 from app.sla.service import apply_sla
 from app.tickets.events import Actor, record_event
-from app.tickets.models import PRIORITY_RANK, ActorKind, Priority, Status, Ticket, TicketTag
-from app.tickets.service import LABELLED_FIELDS, _set_status, mark_labels_dirty
+from app.tickets.models import PRIORITY_RANK, ActorKind, Priority, Status, Ticket
+from app.tickets.service import LABELLED_FIELDS, add_tag, mark_labels_dirty, set_status
 
 __all__ = ["FIRED_EVENT", "SPAM_TAG", "RuleOutcome", "apply_firings"]
 
@@ -149,11 +149,8 @@ class _Applier:
         self._tag(value, actor)
 
     def _tag(self, tag: str, actor: Actor) -> None:
-        old = self.ticket.tags
-        if tag in old:
-            return
-        self.ticket.tag_rows.append(TicketTag(tag=tag))
-        self.change(actor, "tags", sorted(old), sorted([*old, tag]))
+        if add_tag(self.session, ticket=self.ticket, tag=tag, actor=actor):
+            self.outcome.changed.append("tags")
 
     def _set_team(self, value: int, _a: dict[str, Any], actor: Actor, firing: Firing) -> None:
         if self.session.get(Team, value) is None:
@@ -213,7 +210,7 @@ class _Applier:
             self.outcome.spam_rule_id = firing.rule_id
         if ticket.status != Status.CLOSED:
             old = ticket.status
-            _set_status(self.session, ticket, Status.CLOSED)
+            set_status(self.session, ticket, Status.CLOSED)
             self.change(actor, "status", old.value, Status.CLOSED.value)
         ticket.awaiting_assignment = False
         self._tag(SPAM_TAG, actor)

@@ -65,7 +65,7 @@ from app.sla.escalation_rules import Stage, effective_rules
 from app.sla.models import SlaEscalation
 from app.tickets import service as tickets
 from app.tickets.events import Actor, record_event
-from app.tickets.models import Priority, Status, Ticket, TicketTag
+from app.tickets.models import Priority, Status, Ticket
 
 log = logging.getLogger(__name__)
 
@@ -299,20 +299,9 @@ def _reassign(session: Session, ticket: Ticket, actor: Actor, *, now: datetime) 
 
 
 def _add_label(session: Session, ticket: Ticket, actor: Actor) -> str | None:
-    old = ticket.tags
-    if SLA_BREACHED_TAG in old:
+    # The tag shows as the Gmail label Support/SLA/Breached (labels/taxonomy.py).
+    if not tickets.add_tag(session, ticket=ticket, tag=SLA_BREACHED_TAG, actor=actor):
         return None
-    ticket.tag_rows.append(TicketTag(tag=SLA_BREACHED_TAG))
-    record_event(
-        session,
-        ticket_id=ticket.id,
-        actor=actor,
-        field="tags",
-        old=old,
-        new=sorted([*old, SLA_BREACHED_TAG]),
-    )
-    # Tags are not among the fields that mark labels dirty (LABELLED_FIELDS): this one shows.
-    tickets.mark_labels_dirty(ticket)
     return f"tagged {SLA_BREACHED_TAG}"
 
 

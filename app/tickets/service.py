@@ -249,7 +249,7 @@ def update_ticket(
     if update.status is not None and update.status != ticket.status:
         check_transition(ticket.status, update.status)
         changes.append(("status", ticket.status.value, update.status.value))
-        _set_status(session, ticket, update.status)
+        set_status(session, ticket, update.status)
 
     if update.priority is not None and update.priority != ticket.priority:
         changes.append(("priority", ticket.priority.value, update.priority.value))
@@ -282,7 +282,7 @@ def update_ticket(
     # An agent touching a new ticket has started on it (DESIGN §3: new = nobody touched it).
     if ticket.status == Status.NEW and actor.kind == "agent" and update.status is None:
         changes.append(("status", Status.NEW.value, Status.OPEN.value))
-        _set_status(session, ticket, Status.OPEN)
+        set_status(session, ticket, Status.OPEN)
 
     if any(field in LABELLED_FIELDS for field, _, _ in changes):
         mark_labels_dirty(ticket)
@@ -314,7 +314,23 @@ def mark_labels_dirty(ticket: Ticket) -> None:
         thread.labels_dirty = True
 
 
-def _set_status(session: Session, ticket: Ticket, status: Status) -> None:
+def add_tag(session: Session, *, ticket: Ticket, tag: str, actor: Actor) -> bool:
+    """Tag ``ticket`` (its ``tag_rows`` loaded) and record the change; False if it had the tag.
+    Queues a label push: some tags show as Gmail labels (labels/taxonomy.py)."""
+    old = ticket.tags
+    if tag in old:
+        return False
+    ticket.tag_rows.append(TicketTag(tag=tag))
+    record_event(
+        session, ticket_id=ticket.id, actor=actor, field="tags", old=old, new=sorted([*old, tag])
+    )
+    mark_labels_dirty(ticket)
+    return True
+
+
+def set_status(session: Session, ticket: Ticket, status: Status) -> None:
+    """Move ``ticket`` to ``status`` with the SLA pause and the resolved / closed times; the
+    caller checks the transition and records the event."""
     now = utcnow()
     # The SLA clock stands still while the ticket waits on the customer.
     if status == Status.PENDING and ticket.status != Status.PENDING:
@@ -546,7 +562,7 @@ def record_customer_message(session: Session, *, ticket: Ticket, actor: Actor) -
     """A customer wrote again: a pending or resolved ticket goes back to the agents (DESIGN §3)."""
     if ticket.status in (Status.PENDING, Status.RESOLVED):
         old = ticket.status
-        _set_status(session, ticket, Status.OPEN)
+        set_status(session, ticket, Status.OPEN)
         _touch(session, ticket, actor, [("status", old.value, Status.OPEN.value)])
 
 
@@ -557,7 +573,7 @@ def record_agent_reply(session: Session, *, ticket: Ticket, at: datetime, actor:
         ticket.first_response_at = at
         changes.append(("first_response_at", None, at.isoformat()))
     if ticket.status == Status.NEW:
-        _set_status(session, ticket, Status.OPEN)
+        set_status(session, ticket, Status.OPEN)
         changes.append(("status", Status.NEW.value, Status.OPEN.value))
     if changes:
         _touch(session, ticket, actor, changes)
